@@ -1,0 +1,82 @@
+//! The example service: an axum app with the rampart stack.
+//!
+//! Run with: cargo run --example server --features full
+//!
+//! Serves on `$ADDR` (default `127.0.0.1:3000`); `RUST_LOG` sets the log filter. Stops
+//! gracefully on Ctrl-C or SIGTERM: in-flight requests finish, bounded by a drain timeout.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_rampart::ServiceBuilderExt;
+use tracing_subscriber::EnvFilter;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn app() -> Router {
+    Router::new()
+        .route("/", get(|| async { "tower-rampart example server\n" }))
+        .layer(
+            ServiceBuilder::new()
+                // Rejections from the layers below become 429/503/504/502 responses.
+                .rejection_response(),
+        )
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+
+    let addr: SocketAddr = std::env::var("ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
+        .parse()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        app().into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(());
+    });
+
+    tokio::select! {
+        result = server => result?,
+        () = async {
+            let _ = signalled_rx.await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => tracing::warn!(drain_timeout_ms = DRAIN_TIMEOUT.as_millis() as u64, "drain timeout reached, exiting"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received, draining");
+}

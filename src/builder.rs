@@ -1,0 +1,49 @@
+//! [`ServiceBuilderExt`]: the rampart layers as `ServiceBuilder` methods.
+
+use tower::ServiceBuilder;
+#[cfg(feature = "http")]
+use tower::layer::util::Stack;
+
+mod sealed {
+    pub trait Sealed {}
+    impl<L> Sealed for tower::ServiceBuilder<L> {}
+}
+
+/// Adds one method per rampart layer to [`tower::ServiceBuilder`].
+///
+/// The trait is sealed: it is implemented for `ServiceBuilder` only, so new methods can be
+/// added without breaking anyone.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower::ServiceBuilder;
+/// use tower_rampart::ServiceBuilderExt;
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "ok" }))
+///     .layer(ServiceBuilder::new().rejection_response());
+/// # let _ = app;
+/// ```
+pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
+    /// Adds a [`RejectionResponseLayer`](crate::http::RejectionResponseLayer) with the default
+    /// JSON body: rejections from the layers below become 429/503/504/502 responses and the
+    /// stack becomes `Infallible`.
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_rampart::ServiceBuilderExt;
+    ///
+    /// let builder = ServiceBuilder::new().rejection_response();
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    fn rejection_response(self) -> ServiceBuilder<Stack<crate::http::RejectionResponseLayer, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "http")]
+    fn rejection_response(self) -> ServiceBuilder<Stack<crate::http::RejectionResponseLayer, L>> {
+        self.layer(crate::http::RejectionResponseLayer::new())
+    }
+}

@@ -1,0 +1,583 @@
+//! The single mapping from a [`Rejection`] to an HTTP response, and the layer that applies it.
+//!
+//! Every rampart layer rejects with the same [`Rejection`] value; this module is the only
+//! place that turns one into a status, headers and a body, so every 429, 503, 504 and 502
+//! of a service looks the same:
+//!
+//! | rejection | status | headers | default body |
+//! |---|---|---|---|
+//! | [`RateLimited`](Rejection::RateLimited) | 429 | `Retry-After`, `RateLimit-Policy`, `RateLimit` | `{"error":"rate_limited","retry_after_s":3}` |
+//! | [`CircuitOpen`](Rejection::CircuitOpen) | 503 | `Retry-After`, `Cache-Control: no-store` | `{"error":"circuit_open","retry_after_s":10}` |
+//! | [`TimedOut`](Rejection::TimedOut) | 504 | | `{"error":"timed_out"}` |
+//! | [`PartFailed`](Rejection::PartFailed) | 502 | | `{"error":"part_failed","part":"core"}` |
+//! | any other error | 500 | | `{"error":"internal"}` (the error is logged once at ERROR, never sent) |
+//!
+//! `Retry-After` is in whole seconds, rounded **up**, and at least 1 (see
+//! [`retry_after_secs`]): a client told "0" retries at once and is refused again. The
+//! `RateLimit` fields follow draft-ietf-httpapi-ratelimit-headers (`"policy";q=…;w=…` and
+//! `"policy";r=…;t=…`).
+//!
+//! # Using it with axum
+//!
+//! Put [`RejectionResponseLayer`] outside the rampart layers. The stack's error type becomes
+//! [`Infallible`], which is what `Router::layer` requires, so there is no `HandleErrorLayer`
+//! to write and no `Buffer` to add:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tower::ServiceBuilder;
+//! use tower_rampart::http::RejectionResponseLayer;
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .layer(RejectionResponseLayer::new())
+//!             // rampart layers go here, e.g. .layer(RateLimitLayer::per_second(50).build()?)
+//!     );
+//! # let _ = app;
+//! ```
+//!
+//! With the `axum` feature, [`Rejection`] also implements `IntoResponse`, so a handler can
+//! return `Result<T, Rejection>`.
+
+use std::convert::Infallible;
+use std::fmt::{self, Write as _};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::{BoxError, RateLimited, Rejection};
+
+/// The `RateLimit-Policy` header field (draft-ietf-httpapi-ratelimit-headers).
+///
+/// ```
+/// assert_eq!(tower_rampart::http::RATELIMIT_POLICY.as_str(), "ratelimit-policy");
+/// ```
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// The `RateLimit` header field (draft-ietf-httpapi-ratelimit-headers).
+///
+/// ```
+/// assert_eq!(tower_rampart::http::RATELIMIT.as_str(), "ratelimit");
+/// ```
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+/// A wait as a `Retry-After` value: whole seconds, rounded up, at least 1.
+///
+/// Rounding down would tell a client to come back before capacity exists; 0 would make it
+/// retry at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_rampart::http::retry_after_secs;
+///
+/// assert_eq!(retry_after_secs(Duration::ZERO), 1);
+/// assert_eq!(retry_after_secs(Duration::from_millis(200)), 1);
+/// assert_eq!(retry_after_secs(Duration::from_secs(1)), 1);
+/// assert_eq!(retry_after_secs(Duration::from_millis(1010)), 2);
+/// ```
+pub const fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = ceil_secs(wait);
+    if secs == 0 { 1 } else { secs }
+}
+
+/// Whole seconds, rounded up (0 stays 0).
+const fn ceil_secs(d: Duration) -> u64 {
+    let whole = d.as_secs();
+    if d.subsec_nanos() > 0 {
+        whole.saturating_add(1)
+    } else {
+        whole
+    }
+}
+
+// === impl Rejection (HTTP) ===
+
+impl Rejection {
+    /// The status code this rejection maps to: 503, 429, 504 or 502.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::StatusCode;
+    /// use tower_rampart::{Rejection, error::{CircuitOpen, PartFailed, RateLimited, TimedOut}};
+    ///
+    /// assert_eq!(Rejection::from(CircuitOpen::new(Duration::ZERO)).status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// assert_eq!(Rejection::from(RateLimited::new(Duration::ZERO)).status(), StatusCode::TOO_MANY_REQUESTS);
+    /// assert_eq!(Rejection::from(TimedOut::new(Duration::ZERO)).status(), StatusCode::GATEWAY_TIMEOUT);
+    /// assert_eq!(Rejection::from(PartFailed::new("core", "x")).status(), StatusCode::BAD_GATEWAY);
+    /// ```
+    pub const fn status(&self) -> StatusCode {
+        match self {
+            Rejection::CircuitOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
+            Rejection::PartFailed(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Writes the headers this rejection implies (`Retry-After`, `Cache-Control`,
+    /// `RateLimit-Policy`, `RateLimit`) into `headers`, replacing any already there.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::HeaderMap;
+    /// use tower_rampart::{Rejection, error::CircuitOpen};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// Rejection::from(CircuitOpen::new(Duration::from_millis(9_100))).write_headers(&mut headers);
+    /// assert_eq!(headers["retry-after"], "10");
+    /// assert_eq!(headers["cache-control"], "no-store");
+    /// ```
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        if let Some(wait) = self.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
+        }
+        match self {
+            Rejection::CircuitOpen(_) => {
+                headers.insert(CACHE_CONTROL, NO_STORE);
+            }
+            Rejection::RateLimited(limited) => write_rate_limit_headers(limited, headers),
+            Rejection::TimedOut(_) | Rejection::PartFailed(_) => {}
+        }
+    }
+}
+
+/// Writes `RateLimit-Policy` and `RateLimit` for `limited` into `headers`.
+///
+/// Rate limiters also call this on admitted responses when asked to advertise their state.
+/// `w` is the window in whole seconds rounded up (at least 1) and `t` the time until the quota
+/// is whole again in seconds rounded up. Header fields are left out, never malformed, when the
+/// policy name cannot be sent.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::HeaderMap;
+/// use tower_rampart::{error::RateLimited, http::write_rate_limit_headers};
+///
+/// let limited = RateLimited::new(Duration::from_millis(20))
+///     .with_quota("per-ip", 20, Duration::from_millis(400))
+///     .with_remaining(0, Duration::from_millis(400));
+/// let mut headers = HeaderMap::new();
+/// write_rate_limit_headers(&limited, &mut headers);
+/// assert_eq!(headers["ratelimit-policy"], r#""per-ip";q=20;w=1"#);
+/// assert_eq!(headers["ratelimit"], r#""per-ip";r=0;t=1"#);
+/// ```
+pub fn write_rate_limit_headers(limited: &RateLimited, headers: &mut HeaderMap) {
+    let window = ceil_secs(limited.window()).max(1);
+    let policy = format!(
+        "{};q={};w={}",
+        SfString(limited.policy()),
+        limited.limit(),
+        window
+    );
+    let state = format!(
+        "{};r={};t={}",
+        SfString(limited.policy()),
+        limited.remaining(),
+        ceil_secs(limited.reset())
+    );
+    if let (Ok(policy), Ok(state)) = (
+        HeaderValue::from_str(&policy),
+        HeaderValue::from_str(&state),
+    ) {
+        headers.insert(RATELIMIT_POLICY, policy);
+        headers.insert(RATELIMIT, state);
+    }
+}
+
+/// A structured-field string (RFC 8941 §3.3.3): quoted, `"` and `\` escaped, and any
+/// character outside printable ASCII dropped so the header stays valid.
+struct SfString<'a>(&'a str);
+
+impl fmt::Display for SfString<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars().filter(|c| (' '..='~').contains(c)) {
+            if c == '"' || c == '\\' {
+                f.write_char('\\')?;
+            }
+            f.write_char(c)?;
+        }
+        f.write_char('"')
+    }
+}
+
+/// A JSON string literal, escaped per RFC 8259.
+struct JsonString<'a>(&'a str);
+
+impl fmt::Display for JsonString<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                c if u32::from(c) < 0x20 => write!(f, "\\u{:04x}", u32::from(c))?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
+    }
+}
+
+/// Renders the body of a rejection response.
+///
+/// The mapping sets status and rejection headers first; the body builder then writes the bytes
+/// and may add headers of its own (at least `Content-Type`). Implemented by [`JsonBody`] (the
+/// default) and by any `Fn(&Rejection, &mut HeaderMap) -> Bytes + Clone + Send + Sync`.
+/// Builders are cloned into every response future, so keep them cheap to clone (wrap large
+/// state in an `Arc`).
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
+/// use tower_rampart::{Rejection, http::RejectionResponseLayer};
+///
+/// let plain = |rejection: &Rejection, headers: &mut HeaderMap| {
+///     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+///     Bytes::from(rejection.to_string())
+/// };
+/// let layer = RejectionResponseLayer::new().with_body(plain);
+/// # let _ = layer;
+/// ```
+pub trait RejectionBody: Clone + Send + Sync + 'static {
+    /// Returns the body for `rejection`, adding any headers it needs to `headers`.
+    fn render(&self, rejection: &Rejection, headers: &mut HeaderMap) -> Bytes;
+}
+
+impl<F> RejectionBody for F
+where
+    F: Fn(&Rejection, &mut HeaderMap) -> Bytes + Clone + Send + Sync + 'static,
+{
+    fn render(&self, rejection: &Rejection, headers: &mut HeaderMap) -> Bytes {
+        self(rejection, headers)
+    }
+}
+
+/// The default body: a small JSON object with `Content-Type: application/json`.
+///
+/// `error` is [`Rejection::code`]; `retry_after_s` (the same number as `Retry-After`) is
+/// present when the client should wait; `part` names a failed fan-out part.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::HeaderMap;
+/// use tower_rampart::{Rejection, error::RateLimited, http::{JsonBody, RejectionBody}};
+///
+/// let mut headers = HeaderMap::new();
+/// let body = JsonBody.render(&Rejection::from(RateLimited::new(Duration::from_millis(2500))), &mut headers);
+/// assert_eq!(body, r#"{"error":"rate_limited","retry_after_s":3}"#);
+/// assert_eq!(headers["content-type"], "application/json");
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonBody;
+
+impl RejectionBody for JsonBody {
+    fn render(&self, rejection: &Rejection, headers: &mut HeaderMap) -> Bytes {
+        headers.insert(CONTENT_TYPE, APPLICATION_JSON);
+        let mut json = String::with_capacity(64);
+        // Writing to a String cannot fail.
+        let _ = write!(json, r#"{{"error":"{}""#, rejection.code());
+        if let Some(wait) = rejection.retry_after() {
+            let _ = write!(json, r#","retry_after_s":{}"#, retry_after_secs(wait));
+        }
+        if let Rejection::PartFailed(failed) = rejection {
+            let _ = write!(json, r#","part":{}"#, JsonString(failed.part()));
+        }
+        json.push('}');
+        Bytes::from(json)
+    }
+}
+
+/// The response for `rejection`: its status, its headers, and the body from `body`.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::Response;
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use tower_rampart::{Rejection, error::TimedOut, http::{JsonBody, rejection_response}};
+///
+/// let rejection = Rejection::from(TimedOut::new(Duration::from_secs(1)));
+/// let response: Response<Full<Bytes>> = rejection_response(&rejection, &JsonBody);
+/// assert_eq!(response.status(), 504);
+/// ```
+pub fn rejection_response<B, M>(rejection: &Rejection, body: &M) -> Response<B>
+where
+    B: From<Bytes>,
+    M: RejectionBody,
+{
+    let mut headers = HeaderMap::new();
+    rejection.write_headers(&mut headers);
+    let bytes = body.render(rejection, &mut headers);
+    let mut response = Response::new(B::from(bytes));
+    *response.status_mut() = rejection.status();
+    *response.headers_mut() = headers;
+    response
+}
+
+/// The answer to an error: the rejection's response if `err` holds a [`Rejection`], otherwise
+/// an opaque 500 with the error logged once at ERROR.
+fn error_response<B, M>(err: BoxError, body: &M) -> Response<B>
+where
+    B: From<Bytes>,
+    M: RejectionBody,
+{
+    if let Some(rejection) = Rejection::find(err.as_ref()) {
+        return rejection_response(rejection, body);
+    }
+    tracing::error!(error = %err, "unhandled service error, answering 500");
+    let mut response = Response::new(B::from(Bytes::from_static(br#"{"error":"internal"}"#)));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, APPLICATION_JSON);
+    response
+}
+
+/// Turns every error of the wrapped stack into a response, so the stack is `Infallible`.
+///
+/// Rejections get the mapping in the [module docs](self); any other error becomes an opaque
+/// 500 (logged once at ERROR, never echoed to the client). Place it outside the rampart layers.
+/// Bodies come from a [`RejectionBody`], [`JsonBody`] by default.
+///
+/// # Sharing
+///
+/// The layer holds only the body builder; each service clones it. There is no other state.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::time::Duration;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use tower_rampart::{BoxError, Rejection, error::RateLimited, http::RejectionResponseLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let refuse = service_fn(|_req: Request<()>| async {
+///     Err::<Response<Full<Bytes>>, BoxError>(Rejection::from(RateLimited::new(Duration::from_millis(200))).into())
+/// });
+/// let svc = ServiceBuilder::new().layer(RejectionResponseLayer::new()).service(refuse);
+/// let response = svc.oneshot(Request::new(())).await.unwrap(); // Err is Infallible
+/// assert_eq!(response.status(), 429);
+/// assert_eq!(response.headers()["retry-after"], "1");
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RejectionResponseLayer<M = JsonBody> {
+    body: M,
+}
+
+// === impl RejectionResponseLayer ===
+
+impl RejectionResponseLayer {
+    /// A layer with the default [`JsonBody`].
+    ///
+    /// ```
+    /// # use tower_rampart::http::RejectionResponseLayer;
+    /// let layer = RejectionResponseLayer::new();
+    /// # let _ = layer;
+    /// ```
+    pub const fn new() -> Self {
+        Self { body: JsonBody }
+    }
+}
+
+impl<M: RejectionBody> RejectionResponseLayer<M> {
+    /// Replaces the body builder. Status and rejection headers stay those of the mapping.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::HeaderMap;
+    /// use tower_rampart::{Rejection, http::RejectionResponseLayer};
+    ///
+    /// let empty = RejectionResponseLayer::new().with_body(|_: &Rejection, _: &mut HeaderMap| Bytes::new());
+    /// # let _ = empty;
+    /// ```
+    pub fn with_body<N: RejectionBody>(self, body: N) -> RejectionResponseLayer<N> {
+        RejectionResponseLayer { body }
+    }
+}
+
+impl<S, M: RejectionBody> Layer<S> for RejectionResponseLayer<M> {
+    type Service = RejectionResponse<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RejectionResponse {
+            inner,
+            body: self.body.clone(),
+            ready_error: None,
+        }
+    }
+}
+
+/// The service made by [`RejectionResponseLayer`].
+///
+/// An error from the inner service's `poll_ready` is kept and answered (as a response) by the
+/// next `call`, because an `Infallible` service cannot report it any other way.
+///
+/// ```
+/// use tower::{Layer, service_fn};
+/// use tower_rampart::{BoxError, http::{RejectionResponse, RejectionResponseLayer}};
+///
+/// let inner = service_fn(|_: http::Request<()>| async { Ok::<_, BoxError>(http::Response::new(String::new())) });
+/// let svc: RejectionResponse<_> = RejectionResponseLayer::new().layer(inner);
+/// let _inner = svc.into_inner();
+/// ```
+pub struct RejectionResponse<S, M = JsonBody> {
+    inner: S,
+    body: M,
+    ready_error: Option<BoxError>,
+}
+
+// === impl RejectionResponse ===
+
+impl<S, M> RejectionResponse<S, M> {
+    crate::macros::inner_accessors!();
+}
+
+impl<S: Clone, M: Clone> Clone for RejectionResponse<S, M> {
+    // By hand: a kept readiness error belongs to this instance, not to its clones.
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            body: self.body.clone(),
+            ready_error: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug, M: fmt::Debug> fmt::Debug for RejectionResponse<S, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RejectionResponse")
+            .field("inner", &self.inner)
+            .field("body", &self.body)
+            .field("ready_error", &self.ready_error)
+            .finish()
+    }
+}
+
+impl<S, Req, B, M> Service<Req> for RejectionResponse<S, M>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: From<Bytes>,
+    M: RejectionBody,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = future::ResponseFuture<S::Future, B, M>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.ready_error.is_none() {
+            if let Err(err) = ready!(self.inner.poll_ready(cx)) {
+                self.ready_error = Some(err.into());
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self.ready_error.take() {
+            Some(err) => future::ResponseFuture::answered(error_response(err, &self.body)),
+            None => future::ResponseFuture::called(self.inner.call(req), self.body.clone()),
+        }
+    }
+}
+
+pub mod future {
+    //! The response future of [`RejectionResponse`](super::RejectionResponse).
+
+    use super::*;
+
+    pin_project_lite::pin_project! {
+        /// Resolves to the inner response, or to the response for the inner error.
+        ///
+        /// Never fails: its error type is [`Infallible`].
+        pub struct ResponseFuture<F, B, M> {
+            #[pin]
+            kind: Kind<F, B, M>,
+        }
+    }
+
+    pin_project_lite::pin_project! {
+        #[project = KindProj]
+        enum Kind<F, B, M> {
+            Called { #[pin] future: F, body: M },
+            Answered { response: Option<Response<B>> },
+        }
+    }
+
+    impl<F, B, M> ResponseFuture<F, B, M> {
+        pub(super) fn called(future: F, body: M) -> Self {
+            Self {
+                kind: Kind::Called { future, body },
+            }
+        }
+
+        pub(super) fn answered(response: Response<B>) -> Self {
+            Self {
+                kind: Kind::Answered {
+                    response: Some(response),
+                },
+            }
+        }
+    }
+
+    impl<F, B, M> fmt::Debug for ResponseFuture<F, B, M> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let state = match self.kind {
+                Kind::Called { .. } => "called",
+                Kind::Answered { .. } => "answered",
+            };
+            f.debug_struct("ResponseFuture")
+                .field("state", &state)
+                .finish()
+        }
+    }
+
+    impl<F, E, B, M> Future for ResponseFuture<F, B, M>
+    where
+        F: Future<Output = Result<Response<B>, E>>,
+        E: Into<BoxError>,
+        B: From<Bytes>,
+        M: RejectionBody,
+    {
+        type Output = Result<Response<B>, Infallible>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            match self.project().kind.project() {
+                KindProj::Called { future, body } => {
+                    Poll::Ready(Ok(match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(err) => error_response(err.into(), body),
+                    }))
+                }
+                KindProj::Answered { response } => Poll::Ready(Ok(response
+                    .take()
+                    .expect("ResponseFuture polled after completion"))),
+            }
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Rejection {
+    /// The same response as [`RejectionResponseLayer`] with [`JsonBody`] gives.
+    fn into_response(self) -> axum_core::response::Response {
+        rejection_response(&self, &JsonBody)
+    }
+}

@@ -1,0 +1,101 @@
+//! Composable [Tower] layers that keep axum and hyper services alive when their dependencies
+//! are not: a **circuit breaker**, a **token-bucket rate limiter**, a **timeout with deadline
+//! propagation**, a **graceful-degradation fan-out** and **request-ID propagation**.
+//!
+//! Every layer decides in `call` (never hoarding capacity in `poll_ready`), shares one state
+//! across all its clones, needs no `Buffer`, allocates nothing on its admitted path, and
+//! reports refusals as one [`Rejection`] value that [`http::RejectionResponseLayer`] turns into
+//! the same status, headers and body everywhere, so an axum `Router` needs no hand-written
+//! `HandleErrorLayer`.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use tower::ServiceBuilder;
+//! use tower_rampart::ServiceBuilderExt;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .rejection_response(), // rejections -> 429/503/504/502, stack is Infallible
+//!     );
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `circuit-breaker` | yes | [`circuit_breaker`] |
+//! | `rate-limit` | yes | [`rate_limit`] |
+//! | `timeout` | yes | [`timeout`] |
+//! | `fan-out` | yes | [`fan_out`] |
+//! | `request-id` | yes | [`request_id`] |
+//! | `http` | yes | [`http`]: the rejection → response mapping and [`http::RejectionResponseLayer`] |
+//! | `axum` | no | `IntoResponse` for [`Rejection`] (pulls `axum-core`) |
+//! | `full` | no | all of the above |
+//!
+//! # Rejections and HTTP statuses
+//!
+//! | rejection | status | headers |
+//! |---|---|---|
+//! | [`Rejection::RateLimited`] | 429 | `Retry-After` (seconds, rounded up, ≥ 1), `RateLimit-Policy`, `RateLimit` |
+//! | [`Rejection::CircuitOpen`] | 503 | `Retry-After` (remaining open time), `Cache-Control: no-store` |
+//! | [`Rejection::TimedOut`] | 504 | |
+//! | [`Rejection::PartFailed`] | 502 | |
+//! | any other error | 500 | none; the error is logged once, never sent |
+//!
+//! # Time
+//!
+//! Layers read time through a [`clock::Clock`]. The default follows tokio's clock, so
+//! `#[tokio::test(start_paused = true)]` and `tokio::time::advance` drive every layer
+//! deterministically.
+//!
+//! # MSRV
+//!
+//! Rust 1.85 (edition 2024).
+//!
+//! [Tower]: https://docs.rs/tower
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod macros;
+mod sync;
+
+pub mod builder;
+pub mod clock;
+pub mod error;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
+
+#[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+pub mod circuit_breaker;
+#[cfg(feature = "fan-out")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fan-out")))]
+pub mod fan_out;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
+#[cfg(feature = "request-id")]
+#[cfg_attr(docsrs, doc(cfg(feature = "request-id")))]
+pub mod request_id;
+#[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+pub mod timeout;
+
+pub use builder::ServiceBuilderExt;
+pub use error::{BoxError, ConfigError, Rejection};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,124 @@
+//! Helpers shared by the black-box tests. Each test binary uses a subset of them.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod alloc;
+mod poll;
+
+pub(crate) use poll::ready_now;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::{Layer, Service};
+use tower_rampart::error::{CircuitOpen, PartFailed, RateLimited, TimedOut};
+use tower_rampart::{BoxError, Rejection};
+
+/// A stand-in for a rampart layer: rejects when the request carries `x-reject`
+/// (`rate`, `open`, `timeout`, `part`, or anything else for a plain error), and otherwise
+/// calls the inner service.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RejectOnHeaderLayer;
+
+impl<S> Layer<S> for RejectOnHeaderLayer {
+    type Service = RejectOnHeader<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RejectOnHeader { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RejectOnHeader<S> {
+    inner: S,
+}
+
+pub fn rejection_for(kind: &str) -> BoxError {
+    match kind {
+        "rate" => Rejection::from(
+            RateLimited::new(Duration::from_millis(200))
+                .with_quota("default", 20, Duration::from_millis(400))
+                .with_remaining(0, Duration::from_millis(400)),
+        )
+        .into(),
+        "open" => Rejection::from(CircuitOpen::new(Duration::from_millis(9_100))).into(),
+        "timeout" => Rejection::from(TimedOut::new(Duration::from_millis(300))).into(),
+        "part" => Rejection::from(PartFailed::new("core", "connection refused")).into(),
+        other => format!("database password is hunter2 ({other})").into(),
+    }
+}
+
+impl<S, B> Service<Request<B>> for RejectOnHeader<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match req
+            .headers()
+            .get("x-reject")
+            .map(|v| v.to_str().unwrap_or("?").to_owned())
+        {
+            Some(kind) => Box::pin(async move { Err(rejection_for(&kind)) }),
+            None => {
+                let fut = self.inner.call(req);
+                Box::pin(async move { fut.await.map_err(Into::into) })
+            }
+        }
+    }
+}
+
+/// Serves `app` on `127.0.0.1:0` in a background task and returns its address.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("server");
+    });
+    addr
+}
+
+/// A response read to the end: status, headers and body bytes.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// Sends `GET path` to `addr` over a real hyper client with the given headers.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::get(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let response = client
+        .request(req.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .expect("response");
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("body").to_bytes(),
+    }
+}
