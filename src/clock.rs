@@ -5,7 +5,7 @@
 //!
 //! | clock | follows | use it for |
 //! |---|---|---|
-//! | [`TokioClock`] (default) | tokio's clock, including [`tokio::time::pause`] and [`tokio::time::advance`] | production, and service tests with `#[tokio::test(start_paused = true)]` |
+//! | [`TokioClock`] (default) | tokio's clock, including `tokio::time::pause` and `tokio::time::advance` | production, and service tests with `#[tokio::test(start_paused = true)]` |
 //! | [`ManualClock`] | only [`ManualClock::advance`] | pure, runtime-free tests of decision logic |
 //!
 //! Sleeping (the timeout layer's timer, the limiter's wait mode) always goes through
@@ -51,7 +51,7 @@ pub trait Clock: Clone + Send + Sync + 'static {
 /// The default clock: [`tokio::time::Instant::now`].
 ///
 /// It follows tokio's paused time, so `#[tokio::test(start_paused = true)]` together with
-/// [`tokio::time::advance`] drives every layer deterministically. It needs no runtime to be
+/// `tokio::time::advance` drives every layer deterministically. It needs no runtime to be
 /// read (outside a runtime it reads the system's monotonic clock), spawns nothing and holds no
 /// global state.
 ///

@@ -499,7 +499,7 @@ where
 }
 
 pub mod future {
-    //! The response future of [`RejectionResponse`](super::RejectionResponse).
+    //! The response future of [`super::RejectionResponse`].
 
     use super::*;
 
