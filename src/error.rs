@@ -523,7 +523,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     // Constructed by the layers' builders; a build with none of them uses only the type.
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
     pub(crate) const fn new(field: &'static str, rule: &'static str) -> Self {
         Self { field, rule }
     }

@@ -174,24 +174,34 @@ impl Rejection {
 /// assert_eq!(headers["ratelimit"], r#""per-ip";r=0;t=1"#);
 /// ```
 pub fn write_rate_limit_headers(limited: &RateLimited, headers: &mut HeaderMap) {
-    let window = ceil_secs(limited.window()).max(1);
-    let policy = format!(
-        "{};q={};w={}",
-        SfString(limited.policy()),
+    write_rate_limit_fields(
+        headers,
+        limited.policy(),
         limited.limit(),
-        window
-    );
-    let state = format!(
-        "{};r={};t={}",
-        SfString(limited.policy()),
+        limited.window(),
         limited.remaining(),
-        ceil_secs(limited.reset())
+        limited.reset(),
     );
-    if let (Ok(policy), Ok(state)) = (
-        HeaderValue::from_str(&policy),
-        HeaderValue::from_str(&state),
+}
+
+/// [`write_rate_limit_headers`] from raw parts, for limiters advertising on admitted
+/// responses without building a [`RateLimited`].
+pub(crate) fn write_rate_limit_fields(
+    headers: &mut HeaderMap,
+    policy: &str,
+    limit: u64,
+    window: Duration,
+    remaining: u64,
+    reset: Duration,
+) {
+    let window = ceil_secs(window).max(1);
+    let quota = format!("{};q={limit};w={window}", SfString(policy));
+    let state = format!("{};r={remaining};t={}", SfString(policy), ceil_secs(reset));
+    if let (Ok(quota), Ok(state)) = (
+        HeaderValue::from_maybe_shared(Bytes::from(quota)),
+        HeaderValue::from_maybe_shared(Bytes::from(state)),
     ) {
-        headers.insert(RATELIMIT_POLICY, policy);
+        headers.insert(RATELIMIT_POLICY, quota);
         headers.insert(RATELIMIT, state);
     }
 }

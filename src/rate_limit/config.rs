@@ -1,0 +1,357 @@
+//! [`RateLimitBuilder`]: every setting of a limiter, validated once by `build()`.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use crate::clock::{Clock, TokioClock};
+use crate::error::ConfigError;
+use std::sync::Arc;
+
+use super::gcra::Quota;
+use super::headers::{NoHeaders, RateLimitHeaders};
+use super::key::{Global, Keyed, WithCost, WithQuota};
+use super::layer::RateLimitLayer;
+use super::limiter::{Limiter, MissingKey, Mode};
+
+/// Default cap on keyed buckets.
+const DEFAULT_MAX_KEYS: usize = 100_000;
+/// Longest accepted policy name.
+const MAX_POLICY_LEN: usize = 64;
+
+/// The settings that do not change the builder's type.
+#[derive(Clone, Debug)]
+struct Settings {
+    rate: u32,
+    period: Duration,
+    burst: Option<u32>,
+    mode: Mode,
+    max_wait: Duration,
+    missing: MissingKey,
+    max_keys: usize,
+    policy: Cow<'static, str>,
+}
+
+/// Builds a [`RateLimitLayer`]; start from [`RateLimitLayer::per_second`],
+/// [`per_minute`](RateLimitLayer::per_minute) or [`with_period`](RateLimitLayer::with_period).
+///
+/// Nothing is checked until [`build`](Self::build), which validates everything in one place.
+///
+/// ```
+/// use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
+///
+/// let layer = RateLimitLayer::per_second(50)   // 50 requests per second...
+///     .burst(20)                               // ...at most 20 at once
+///     .with_key(PeerIp)                        // per client address
+///     .max_keys(10_000)
+///     .build()?;
+/// assert_eq!(layer.quota().burst(), 20);
+/// # Ok::<(), tower_rampart::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `build()` is called"]
+pub struct RateLimitBuilder<P = Global, C = TokioClock, H = NoHeaders> {
+    settings: Settings,
+    partition: P,
+    clock: C,
+    headers: H,
+}
+
+// === impl RateLimitBuilder ===
+
+impl RateLimitBuilder {
+    pub(crate) fn new(rate: u32, period: Duration) -> Self {
+        Self {
+            settings: Settings {
+                rate,
+                period,
+                burst: None,
+                mode: Mode::Reject,
+                max_wait: Duration::ZERO,
+                missing: MissingKey::Shared,
+                max_keys: DEFAULT_MAX_KEYS,
+                policy: Cow::Borrowed("default"),
+            },
+            partition: Global,
+            clock: TokioClock,
+            headers: NoHeaders,
+        }
+    }
+}
+
+impl<P, C, H> RateLimitBuilder<P, C, H> {
+    /// How many requests may arrive at once on a full bucket. Default: the rate (a whole
+    /// period's worth at once).
+    ///
+    /// ```
+    /// # use tower_rampart::rate_limit::RateLimitLayer;
+    /// assert_eq!(RateLimitLayer::per_second(50).burst(20).build()?.quota().burst(), 20);
+    /// assert_eq!(RateLimitLayer::per_second(50).build()?.quota().burst(), 50);
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.settings.burst = Some(burst);
+        self
+    }
+
+    /// Limits each key separately, with the key from `key`: a [`KeyFn`](super::KeyFn) such
+    /// as a closure, [`PeerIp`](super::PeerIp), [`ClientIp`](super::ClientIp) or
+    /// [`HeaderKey`](super::HeaderKey). Default: one global limit.
+    ///
+    /// ```
+    /// use tower_rampart::rate_limit::{HeaderKey, RateLimitLayer};
+    ///
+    /// let per_api_key = RateLimitLayer::per_minute(600)
+    ///     .with_key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
+    ///     .build()?;
+    /// assert_eq!(per_api_key.key_count(), 0);
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn with_key<K>(self, key: K) -> RateLimitBuilder<Keyed<K>, C, H> {
+        RateLimitBuilder {
+            settings: self.settings,
+            partition: Keyed(key),
+            clock: self.clock,
+            headers: self.headers,
+        }
+    }
+
+    /// Charges each request `cost(&req)` tokens instead of 1. A cost of 0 is free; a cost
+    /// above `burst` is charged `burst` (it waits for a full bucket and empties it).
+    ///
+    /// ```
+    /// use tower_rampart::rate_limit::RateLimitLayer;
+    ///
+    /// // A budget of 1 MiB per second of request body, by Content-Length.
+    /// let bytes = RateLimitLayer::per_second(1 << 20)
+    ///     .cost(|req: &http::Request<()>| {
+    ///         req.headers().get(http::header::CONTENT_LENGTH)
+    ///             .and_then(|v| v.to_str().ok()?.parse().ok())
+    ///             .unwrap_or(1)
+    ///     })
+    ///     .build()?;
+    /// # let _ = bytes;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn cost<F>(self, cost: F) -> RateLimitBuilder<WithCost<P, F>, C, H> {
+        RateLimitBuilder {
+            settings: self.settings,
+            partition: WithCost {
+                inner: self.partition,
+                cost,
+            },
+            clock: self.clock,
+            headers: self.headers,
+        }
+    }
+
+    /// Gives each new key the quota `quota(&req)` returns, such as a tier read from the API
+    /// key. The quota is chosen when the key's bucket is created and kept while it lives.
+    /// Default: the builder's quota for every key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_rampart::rate_limit::{HeaderKey, Quota, RateLimitLayer};
+    ///
+    /// let free = Quota::new(10, Duration::from_secs(1), 10)?;
+    /// let paid = Quota::new(500, Duration::from_secs(1), 100)?;
+    /// let layer = RateLimitLayer::per_second(10)
+    ///     .with_key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
+    ///     .quota_by(move |req: &http::Request<()>| {
+    ///         let paid_key = req.headers().get("x-api-key").is_some_and(|k| k.as_bytes().starts_with(b"paid_"));
+    ///         if paid_key { paid } else { free }
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn quota_by<F>(self, quota: F) -> RateLimitBuilder<WithQuota<P, F>, C, H> {
+        RateLimitBuilder {
+            settings: self.settings,
+            partition: WithQuota {
+                inner: self.partition,
+                quota,
+            },
+            clock: self.clock,
+            headers: self.headers,
+        }
+    }
+
+    /// Reads time from `clock` instead of [`TokioClock`]. Waiting (in [`wait`](Self::wait)
+    /// mode) always sleeps on tokio's timer.
+    ///
+    /// ```
+    /// use tower_rampart::{clock::ManualClock, rate_limit::RateLimitLayer};
+    ///
+    /// let clock = ManualClock::new();
+    /// let layer = RateLimitLayer::per_second(5).with_clock(clock.clone()).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn with_clock<C2: Clock>(self, clock: C2) -> RateLimitBuilder<P, C2, H> {
+        RateLimitBuilder {
+            settings: self.settings,
+            partition: self.partition,
+            clock,
+            headers: self.headers,
+        }
+    }
+
+    /// Also sends `RateLimit-Policy` and `RateLimit` on **admitted** HTTP responses, so
+    /// clients can pace themselves before they are refused. Costs two small allocations per
+    /// admitted response (the header values). Default: only on 429s.
+    ///
+    /// ```
+    /// use tower_rampart::rate_limit::RateLimitLayer;
+    ///
+    /// let layer = RateLimitLayer::per_second(50).advertise().build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn advertise(self) -> RateLimitBuilder<P, C, RateLimitHeaders> {
+        RateLimitBuilder {
+            settings: self.settings,
+            partition: self.partition,
+            clock: self.clock,
+            headers: RateLimitHeaders::new(),
+        }
+    }
+
+    /// Wait mode, for clients: a request without capacity waits for its slot, up to
+    /// `max_wait`, and is refused only when the wait would be longer. The slot is reserved
+    /// at once, so waiters are served in arrival order; a cancelled waiter gives its slot back
+    /// when no later request has reserved after it. `poll_ready` still never waits.
+    ///
+    /// Unfit for axum routers: a server should answer 429 at once rather than hold
+    /// connections. Default: reject mode.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_rampart::rate_limit::RateLimitLayer;
+    ///
+    /// let client_side = RateLimitLayer::per_second(20).wait(Duration::from_secs(2)).build()?;
+    /// # let _ = client_side;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn wait(mut self, max_wait: Duration) -> Self {
+        self.settings.mode = Mode::Wait(0);
+        self.settings.max_wait = max_wait;
+        self
+    }
+
+    /// Shadow mode: decide as usual, but let refused requests through, logging them at
+    /// DEBUG and counting them in [`RateLimitLayer::rejected_count`]. For trying a limit
+    /// out in production. Default: off.
+    ///
+    /// ```
+    /// use tower_rampart::rate_limit::RateLimitLayer;
+    ///
+    /// let trial = RateLimitLayer::per_second(100).shadow().build()?;
+    /// # let _ = trial;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn shadow(mut self) -> Self {
+        self.settings.mode = Mode::Shadow;
+        self
+    }
+
+    /// What happens to requests from which no key can be extracted. Default:
+    /// [`MissingKey::Shared`].
+    ///
+    /// ```
+    /// use tower_rampart::rate_limit::{MissingKey, PeerIp, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::per_second(10).with_key(PeerIp).on_missing_key(MissingKey::Allow).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn on_missing_key(mut self, missing: MissingKey) -> Self {
+        self.settings.missing = missing;
+        self
+    }
+
+    /// The most keyed buckets held at once. When all are in use, idle buckets (full again,
+    /// so indistinguishable from absent) are swept, at most once per refill time (clamped to
+    /// 100 ms..10 s); new keys that still find no room share the [`MissingKey::Shared`]
+    /// bucket until a sweep frees some. Known keys keep their own limits throughout.
+    /// Default: 100 000.
+    ///
+    /// ```
+    /// use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
+    ///
+    /// assert!(RateLimitLayer::per_second(10).with_key(PeerIp).max_keys(0).build().is_err());
+    /// ```
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.settings.max_keys = max_keys;
+        self
+    }
+
+    /// The policy's name in the `RateLimit` header fields, logs and rejections: 1 to 64
+    /// printable ASCII characters. Default: `"default"`.
+    ///
+    /// ```
+    /// use tower_rampart::rate_limit::RateLimitLayer;
+    ///
+    /// assert!(RateLimitLayer::per_second(10).policy_name("per-ip").build().is_ok());
+    /// assert_eq!(RateLimitLayer::per_second(10).policy_name("bad\nname").build().unwrap_err().field(), "policy_name");
+    /// ```
+    pub fn policy_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.settings.policy = name.into();
+        self
+    }
+
+    /// Validates the settings and builds the limiter's shared state.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a zero rate or burst, a zero or overflowing period, a rate
+    /// finer than one token per nanosecond, `max_keys` of 0, a `max_wait` beyond 584 years,
+    /// or a policy name that is empty, longer than 64 bytes or not printable ASCII.
+    ///
+    /// ```
+    /// use tower_rampart::rate_limit::RateLimitLayer;
+    ///
+    /// assert_eq!(RateLimitLayer::per_second(0).build().unwrap_err().to_string(), "invalid `rate`: must be at least 1");
+    /// assert_eq!(RateLimitLayer::per_second(5).burst(0).build().unwrap_err().field(), "burst");
+    /// ```
+    pub fn build(self) -> Result<RateLimitLayer<P, C, H>, ConfigError>
+    where
+        C: Clock,
+        H: super::headers::WithPolicy,
+    {
+        let s = self.settings;
+        let quota = Quota::new(s.rate, s.period, s.burst.unwrap_or(s.rate))?;
+        if s.max_keys == 0 {
+            return Err(ConfigError::new("max_keys", "must be at least 1"));
+        }
+        let mode = match s.mode {
+            Mode::Wait(_) => Mode::Wait(
+                u64::try_from(s.max_wait.as_nanos())
+                    .map_err(|_| ConfigError::new("max_wait", "must be at most 584 years"))?,
+            ),
+            other => other,
+        };
+        let policy_ok = !s.policy.is_empty()
+            && s.policy.len() <= MAX_POLICY_LEN
+            && s.policy.bytes().all(|b| (b' '..=b'~').contains(&b));
+        if !policy_ok {
+            return Err(ConfigError::new(
+                "policy_name",
+                "must be 1 to 64 printable ASCII characters",
+            ));
+        }
+        let headers = self.headers.with_policy(&s.policy);
+        let limiter = Limiter::new(
+            quota,
+            mode,
+            s.missing,
+            s.policy,
+            s.max_keys as u64,
+            self.clock,
+        );
+        Ok(RateLimitLayer::from_parts(
+            Arc::new(limiter),
+            self.partition,
+            headers,
+        ))
+    }
+}

@@ -1,0 +1,198 @@
+//! The response future of [`RateLimit`](super::RateLimit).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::error::{RateLimited, Rejection};
+
+use super::headers::private::Apply;
+use super::limiter::{Admitted, Limiter, Reservation};
+
+/// Gives a wait-mode reservation back unless the request got to run.
+pub(crate) trait Refund: Send + Sync {
+    fn refund(&self, reservation: &Reservation);
+}
+
+impl<C: crate::clock::Clock> Refund for Limiter<C> {
+    fn refund(&self, reservation: &Reservation) {
+        Limiter::refund(self, reservation);
+    }
+}
+
+/// Held by a waiting request; dropping it before the wait ends returns the slot.
+pub(crate) struct RefundGuard {
+    limiter: Arc<dyn Refund>,
+    reservation: Option<Reservation>,
+}
+
+impl RefundGuard {
+    pub(crate) fn new(limiter: Arc<dyn Refund>, reservation: Reservation) -> Self {
+        Self {
+            limiter,
+            reservation: Some(reservation),
+        }
+    }
+
+    /// The request is about to run: the slot is spent.
+    fn disarm(&mut self) {
+        self.reservation = None;
+    }
+}
+
+impl Drop for RefundGuard {
+    fn drop(&mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            self.limiter.refund(&reservation);
+        }
+    }
+}
+
+impl fmt::Debug for RefundGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefundGuard")
+            .field("armed", &self.reservation.is_some())
+            .finish()
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, S, Req> {
+        Called { #[pin] future: F },
+        Waiting {
+            #[pin] sleep: Sleep,
+            service: Option<S>,
+            request: Option<Req>,
+            guard: Option<RefundGuard>,
+        },
+        Rejected { rejection: Option<RateLimited> },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Resolves to the inner response, or fails with
+    /// [`Rejection::RateLimited`](crate::Rejection::RateLimited).
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping it while the inner call runs drops the inner future; the token it used stays
+    /// spent (the request was admitted). Dropping it while it waits (wait mode) returns the
+    /// reserved slot when no later request has reserved after it, otherwise the slot stays
+    /// spent: the limiter may under-admit, never over-admit.
+    pub struct ResponseFuture<F, S, Req, H> {
+        #[pin]
+        state: State<F, S, Req>,
+        admitted: Option<Admitted>,
+        headers: H,
+    }
+}
+
+impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
+    pub(crate) fn called(future: F, admitted: Option<Admitted>, headers: H) -> Self {
+        Self {
+            state: State::Called { future },
+            admitted,
+            headers,
+        }
+    }
+
+    pub(crate) fn waiting(
+        until: Instant,
+        service: S,
+        request: Req,
+        guard: Option<RefundGuard>,
+        admitted: Option<Admitted>,
+        headers: H,
+    ) -> Self {
+        Self {
+            state: State::Waiting {
+                sleep: tokio::time::sleep_until(until),
+                service: Some(service),
+                request: Some(request),
+                guard,
+            },
+            admitted,
+            headers,
+        }
+    }
+
+    pub(crate) fn rejected(rejection: RateLimited, headers: H) -> Self {
+        Self {
+            state: State::Rejected {
+                rejection: Some(rejection),
+            },
+            admitted: None,
+            headers,
+        }
+    }
+}
+
+impl<F, S, Req, H> fmt::Debug for ResponseFuture<F, S, Req, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "called",
+            State::Waiting { .. } => "waiting",
+            State::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, S, Req, H, T, E> Future for ResponseFuture<F, S, Req, H>
+where
+    S: Service<Req, Future = F, Response = T, Error = E>,
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    H: Apply<T>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    if let Some(admitted) = this.admitted {
+                        this.headers.apply(admitted, &mut response);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Waiting {
+                    sleep,
+                    service,
+                    request,
+                    guard,
+                } => {
+                    ready!(sleep.poll(cx));
+                    if let Some(guard) = guard.as_mut() {
+                        guard.disarm();
+                    }
+                    let (Some(mut service), Some(request)) = (service.take(), request.take())
+                    else {
+                        unreachable!(
+                            "a waiting future holds its service and request until it calls"
+                        );
+                    };
+                    let future = service.call(request);
+                    this.state.set(State::Called { future });
+                }
+                StateProj::Rejected { rejection } => {
+                    let rejection = rejection
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Err(Box::new(Rejection::from(rejection))));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The state one limiter shares across every clone and every route: quota, store, clock,
+//! and the flags behind its once-per-transition events.
+
+use std::borrow::Cow;
+use std::hash::RandomState;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::error::RateLimited;
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
+
+use super::gcra::{Decision, Quota, Snapshot};
+use super::key::{Bucketing, private::Partition};
+use super::store::{Slot, Store};
+
+/// What a limiter does with a request it has no capacity for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Refuse at once (servers).
+    Reject,
+    /// Wait for capacity up to this many nanoseconds, then refuse (clients).
+    Wait(u64),
+    /// Let it through, but log and count it as refused.
+    Shadow,
+}
+
+/// What happens to a request from which no key can be extracted.
+///
+/// Never a 500 and never a panic. The first such request of a limiter is logged once at WARN,
+/// because it usually means a misconfiguration (a server started without `ConnectInfo`, a
+/// proxy not trusted).
+///
+/// ```
+/// use tower_rampart::rate_limit::{MissingKey, PeerIp, RateLimitLayer};
+///
+/// let layer = RateLimitLayer::per_second(10)
+///     .with_key(PeerIp)
+///     .on_missing_key(MissingKey::Reject)
+///     .build()?;
+/// # let _ = layer;
+/// # Ok::<(), tower_rampart::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingKey {
+    /// Keyless requests share one bucket with the limiter's quota (the default). The same
+    /// bucket takes new keys while the key map is full.
+    #[default]
+    Shared,
+    /// Keyless requests are not limited.
+    Allow,
+    /// Keyless requests are refused as rate limited (429), with `Retry-After` set to the
+    /// quota's refill time.
+    Reject,
+}
+
+/// The verdict of [`Limiter::check`].
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Call the inner service, after `wait_nanos` (wait mode) holding `reservation`.
+    Admit {
+        wait_nanos: u64,
+        reservation: Option<Reservation>,
+        state: Option<Admitted>,
+    },
+    /// Refuse.
+    Reject(RateLimited),
+}
+
+/// A wait-mode reservation to give back if the request is cancelled before it runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reservation {
+    slot: Slot,
+    tat: u64,
+    cost: u32,
+    quota: Quota,
+}
+
+/// The bucket's state after an admission, for the optional `RateLimit` headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    pub(crate) quota: Quota,
+    pub(crate) snapshot: Snapshot,
+}
+
+// === impl Admitted ===
+
+impl Admitted {
+    /// The quota of the bucket that admitted the request.
+    ///
+    /// ```
+    /// # use tower_rampart::rate_limit::Admitted;
+    /// fn limit(admitted: &Admitted) -> u32 { admitted.quota().burst() }
+    /// # let _ = limit;
+    /// ```
+    pub const fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// Whole tokens left in that bucket after this request.
+    ///
+    /// ```
+    /// # use tower_rampart::rate_limit::Admitted;
+    /// fn left(admitted: &Admitted) -> u64 { admitted.remaining() }
+    /// # let _ = left;
+    /// ```
+    pub const fn remaining(&self) -> u64 {
+        self.snapshot.remaining
+    }
+
+    /// Time until that bucket is full again.
+    ///
+    /// ```
+    /// # use tower_rampart::rate_limit::Admitted;
+    /// fn reset(admitted: &Admitted) -> std::time::Duration { admitted.reset() }
+    /// # let _ = reset;
+    /// ```
+    pub const fn reset(&self) -> Duration {
+        Duration::from_nanos(self.snapshot.reset_nanos)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Limiter<C> {
+    pub(crate) quota: Quota,
+    pub(crate) mode: Mode,
+    pub(crate) missing: MissingKey,
+    pub(crate) policy: Cow<'static, str>,
+    pub(crate) store: Store,
+    seed: RandomState,
+    pub(crate) clock: C,
+    epoch: Instant,
+    /// Set while the limiter is refusing; cleared after `quiet_nanos` without a refusal.
+    rejecting: AtomicBool,
+    last_rejection: AtomicU64,
+    quiet_nanos: u64,
+    rejected: AtomicU64,
+    warned_missing_key: AtomicBool,
+}
+
+impl<C: Clock> Limiter<C> {
+    pub(crate) fn new(
+        quota: Quota,
+        mode: Mode,
+        missing: MissingKey,
+        policy: Cow<'static, str>,
+        max_keys: u64,
+        clock: C,
+    ) -> Self {
+        let epoch = clock.now();
+        let refill = quota.refill_time();
+        let sweep_every = refill.clamp(Duration::from_millis(100), Duration::from_secs(10));
+        Self {
+            quota,
+            mode,
+            missing,
+            policy,
+            store: Store::new(max_keys, nanos(sweep_every)),
+            seed: RandomState::new(),
+            clock,
+            epoch,
+            rejecting: AtomicBool::new(false),
+            last_rejection: AtomicU64::new(0),
+            quiet_nanos: nanos(quota.period().max(Duration::from_secs(1))),
+            rejected: AtomicU64::new(0),
+            warned_missing_key: AtomicBool::new(false),
+        }
+    }
+
+    /// Nanoseconds since this limiter's epoch.
+    pub(crate) fn since_epoch(&self, now: Instant) -> u64 {
+        nanos(now.saturating_duration_since(self.epoch))
+    }
+
+    /// Decides `req` at `now` (ns since epoch).
+    pub(crate) fn check<Req, P: Partition<Req>>(
+        &self,
+        partition: &P,
+        req: &Req,
+        now: u64,
+    ) -> Verdict {
+        let cost = partition.cost(req);
+        if cost == 0 {
+            return Verdict::Admit {
+                wait_nanos: 0,
+                reservation: None,
+                state: None,
+            };
+        }
+        let max_wait = match self.mode {
+            Mode::Wait(max) => max,
+            Mode::Reject | Mode::Shadow => 0,
+        };
+        let bucketing = partition.bucketing(req, &self.seed);
+        let (slot, quota, decision) = match bucketing {
+            Bucketing::Global => (
+                Slot::Shared,
+                self.quota,
+                self.store.decide_shared(now, cost, &self.quota, max_wait),
+            ),
+            Bucketing::Key(hash) => self.store.decide_keyed(
+                hash,
+                now,
+                cost,
+                || partition.quota(req).unwrap_or(self.quota),
+                &self.quota,
+                max_wait,
+            ),
+            Bucketing::Missing => {
+                self.warn_missing_key_once();
+                match self.missing {
+                    MissingKey::Shared => (
+                        Slot::Shared,
+                        self.quota,
+                        self.store.decide_shared(now, cost, &self.quota, max_wait),
+                    ),
+                    MissingKey::Allow => {
+                        return Verdict::Admit {
+                            wait_nanos: 0,
+                            reservation: None,
+                            state: None,
+                        };
+                    }
+                    MissingKey::Reject => {
+                        let refill = nanos(self.quota.refill_time());
+                        let snapshot = Snapshot {
+                            remaining: 0,
+                            reset_nanos: refill,
+                        };
+                        return self.refuse(now, bucketing, self.quota, refill, snapshot);
+                    }
+                }
+            }
+        };
+        match decision {
+            Decision::Admit {
+                tat,
+                wait_nanos,
+                snapshot,
+            } => {
+                self.note_admission(now);
+                Verdict::Admit {
+                    wait_nanos,
+                    reservation: (wait_nanos > 0).then_some(Reservation {
+                        slot,
+                        tat,
+                        cost,
+                        quota,
+                    }),
+                    state: Some(Admitted { quota, snapshot }),
+                }
+            }
+            Decision::Deny {
+                retry_after_nanos,
+                snapshot,
+            } => {
+                let refused = self.refuse(now, bucketing, quota, retry_after_nanos, snapshot);
+                if self.mode == Mode::Shadow {
+                    return Verdict::Admit {
+                        wait_nanos: 0,
+                        reservation: None,
+                        state: Some(Admitted { quota, snapshot }),
+                    };
+                }
+                refused
+            }
+        }
+    }
+
+    pub(crate) fn refund(&self, reservation: &Reservation) {
+        self.store.refund(
+            reservation.slot,
+            reservation.tat,
+            reservation.cost,
+            &reservation.quota,
+        );
+    }
+
+    /// Non-consuming: how long until `req` would be admitted (zero if now).
+    pub(crate) fn time_until_ready<Req, P: Partition<Req>>(
+        &self,
+        partition: &P,
+        req: &Req,
+        now: u64,
+    ) -> Duration {
+        let cost = partition.cost(req);
+        if cost == 0 {
+            return Duration::ZERO;
+        }
+        let bucketing = partition.bucketing(req, &self.seed);
+        let peeked = match bucketing {
+            Bucketing::Global => self.store.peek_shared(now, cost, &self.quota),
+            Bucketing::Key(hash) => self.store.peek_keyed(hash, now, cost),
+            Bucketing::Missing => match self.missing {
+                MissingKey::Shared => self.store.peek_shared(now, cost, &self.quota),
+                MissingKey::Allow => 0,
+                // Never admitted; this is the wait `Retry-After` would advise.
+                MissingKey::Reject => nanos(self.quota.refill_time()),
+            },
+        };
+        Duration::from_nanos(peeked)
+    }
+
+    pub(crate) fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    fn refuse(
+        &self,
+        now: u64,
+        bucketing: Bucketing,
+        quota: Quota,
+        retry_after: u64,
+        snapshot: Snapshot,
+    ) -> Verdict {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.last_rejection.store(now, Ordering::Relaxed);
+        let retry_after = Duration::from_nanos(retry_after);
+        let key_hash = match bucketing {
+            Bucketing::Key(hash) => Some(hash),
+            Bucketing::Global | Bucketing::Missing => None,
+        };
+        tracing::debug!(
+            rate_limit.policy = %self.policy,
+            rate_limit.key_hash = key_hash,
+            rate_limit.retry_after_ms = millis(retry_after),
+            rate_limit.shadow = self.mode == Mode::Shadow,
+            "request rate limited"
+        );
+        if !self.rejecting.load(Ordering::Relaxed) && !self.rejecting.swap(true, Ordering::Relaxed)
+        {
+            tracing::info!(
+                rate_limit.policy = %self.policy,
+                rate_limit.shadow = self.mode == Mode::Shadow,
+                "rate limiter started rejecting"
+            );
+        }
+        Verdict::Reject(
+            RateLimited::new(retry_after)
+                .with_quota(
+                    self.policy.clone(),
+                    u64::from(quota.burst()),
+                    quota.refill_time(),
+                )
+                .with_remaining(
+                    snapshot.remaining,
+                    Duration::from_nanos(snapshot.reset_nanos),
+                ),
+        )
+    }
+
+    #[inline]
+    fn note_admission(&self, now: u64) {
+        if self.rejecting.load(Ordering::Relaxed)
+            && now.saturating_sub(self.last_rejection.load(Ordering::Relaxed)) >= self.quiet_nanos
+            && self.rejecting.swap(false, Ordering::Relaxed)
+        {
+            tracing::info!(
+                rate_limit.policy = %self.policy,
+                rate_limit.rejected_total = self.rejected(),
+                "rate limiter stopped rejecting"
+            );
+        }
+    }
+
+    fn warn_missing_key_once(&self) {
+        if !self.warned_missing_key.load(Ordering::Relaxed)
+            && !self.warned_missing_key.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                rate_limit.policy = %self.policy,
+                rate_limit.on_missing_key = ?self.missing,
+                "rate limit key missing from a request; check ConnectInfo or trusted proxies"
+            );
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,134 @@
+//! [`RateLimit`]: the service made by [`RateLimitLayer`](super::RateLimitLayer).
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::clock::{Clock, TokioClock};
+
+use super::future::{RefundGuard, ResponseFuture};
+use super::headers::{NoHeaders, ResponseHeaders, private::Apply};
+use super::key::{Global, Partition};
+use super::limiter::{Limiter, Verdict};
+
+/// A service that admits requests only while its limiter has capacity.
+///
+/// Decides in [`call`](Service::call): a refused request gets a ready future that fails
+/// with [`Rejection::RateLimited`](crate::Rejection::RateLimited) (a 429 through
+/// [`RejectionResponseLayer`](crate::http::RejectionResponseLayer)) without reaching the
+/// inner service. [`poll_ready`](Service::poll_ready) only forwards to the inner service.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+/// use tower_rampart::{Rejection, rate_limit::RateLimitLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_rampart::BoxError> {
+/// let layer = RateLimitLayer::per_second(1).build()?;
+/// let mut svc = layer.layer(service_fn(|n: u32| async move { Ok::<_, Infallible>(n * 2) }));
+/// assert_eq!(svc.ready().await?.call(21).await?, 42);
+/// let refused = svc.ready().await?.call(21).await.unwrap_err();
+/// assert!(matches!(Rejection::find(refused.as_ref()), Some(Rejection::RateLimited(_))));
+/// # Ok(())
+/// # }
+/// ```
+pub struct RateLimit<S, P = Global, C = TokioClock, H = NoHeaders> {
+    inner: S,
+    limiter: Arc<Limiter<C>>,
+    partition: P,
+    headers: H,
+}
+
+// === impl RateLimit ===
+
+impl<S, P, C, H> RateLimit<S, P, C, H> {
+    pub(crate) fn from_parts(inner: S, limiter: Arc<Limiter<C>>, partition: P, headers: H) -> Self {
+        Self {
+            inner,
+            limiter,
+            partition,
+            headers,
+        }
+    }
+
+    crate::macros::inner_accessors!();
+}
+
+impl<S: Clone, P: Clone, C, H: Clone> Clone for RateLimit<S, P, C, H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            limiter: Arc::clone(&self.limiter),
+            partition: self.partition.clone(),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, P: fmt::Debug, C, H> fmt::Debug for RateLimit<S, P, C, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("quota", &self.limiter.quota)
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, P, C, H> Service<Req> for RateLimit<S, P, C, H>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    P: Partition<Req>,
+    C: Clock,
+    H: ResponseHeaders<S::Response>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, S, Req, H>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let instant = self.limiter.clock.now();
+        let now = self.limiter.since_epoch(instant);
+        match self.limiter.check(&self.partition, &req, now) {
+            Verdict::Admit {
+                wait_nanos: 0,
+                state,
+                ..
+            } => ResponseFuture::called(
+                self.inner.call(req),
+                state.filter(|_| <H as Apply<S::Response>>::ACTIVE),
+                self.headers.clone(),
+            ),
+            Verdict::Admit {
+                wait_nanos,
+                reservation,
+                state,
+            } => {
+                // The ready service goes into the future; this one keeps an unpolled clone.
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                let guard =
+                    reservation.map(|r| RefundGuard::new(Arc::clone(&self.limiter) as _, r));
+                ResponseFuture::waiting(
+                    instant + Duration::from_nanos(wait_nanos),
+                    ready,
+                    req,
+                    guard,
+                    state.filter(|_| <H as Apply<S::Response>>::ACTIVE),
+                    self.headers.clone(),
+                )
+            }
+            Verdict::Reject(limited) => ResponseFuture::rejected(limited, self.headers.clone()),
+        }
+    }
+}

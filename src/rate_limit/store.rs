@@ -1,0 +1,441 @@
+//! Where bucket state lives: the seam between the layer and its storage.
+//!
+//! The layer asks a [`Store`] to decide for a key hash at `now`; it never touches atomics or
+//! maps itself, so another store (a remote one, later) can sit behind the same calls. The
+//! in-memory store is synchronous, lock-free and allocation-free except when a new key is
+//! inserted.
+
+use std::hash::{BuildHasher, Hasher};
+
+use crate::sync::{AtomicU64, Ordering};
+
+use super::gcra::{self, Decision, Quota};
+
+/// Marks a bucket that eviction has claimed: no decision may use it any more.
+const TOMBSTONE: u64 = u64::MAX;
+
+/// One GCRA bucket: its theoretical arrival time, updated by CAS.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    tat: AtomicU64,
+}
+
+impl Bucket {
+    pub(crate) fn new() -> Self {
+        Self {
+            tat: AtomicU64::new(0),
+        }
+    }
+
+    /// Decides and, on admission, commits. `None` when the bucket was tombstoned.
+    ///
+    /// Relaxed ordering is enough: the decision depends on this one word only, and a CAS on
+    /// one location is linearizable whatever the ordering.
+    pub(crate) fn decide(
+        &self,
+        now: u64,
+        cost: u32,
+        quota: &Quota,
+        max_wait: u64,
+    ) -> Option<Decision> {
+        let mut current = self.tat.load(Ordering::Relaxed);
+        loop {
+            if current == TOMBSTONE {
+                return None;
+            }
+            let decision = gcra::decide(current, now, cost, quota, max_wait);
+            let Decision::Admit { tat, .. } = decision else {
+                return Some(decision);
+            };
+            match self
+                .tat
+                .compare_exchange_weak(current, tat, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(decision),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn peek(&self, now: u64, cost: u32, quota: &Quota) -> u64 {
+        match self.tat.load(Ordering::Relaxed) {
+            TOMBSTONE => 0,
+            tat => match gcra::decide(tat, now, cost, quota, 0) {
+                Decision::Admit { .. } => 0,
+                Decision::Deny {
+                    retry_after_nanos, ..
+                } => retry_after_nanos,
+            },
+        }
+    }
+
+    /// Gives a cancelled reservation back if nothing was reserved after it.
+    pub(crate) fn refund(&self, reserved: u64, cost: u32, quota: &Quota) {
+        let current = self.tat.load(Ordering::Relaxed);
+        if let Some(previous) = gcra::refund(current, reserved, cost, quota) {
+            // Losing this race means a later reservation now sits on ours: keep it spent.
+            let _ =
+                self.tat
+                    .compare_exchange(reserved, previous, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Claims the bucket for eviction if it is full (idle) at `now`.
+    fn try_tombstone(&self, now: u64) -> bool {
+        let current = self.tat.load(Ordering::Relaxed);
+        current <= now
+            && self
+                .tat
+                .compare_exchange(current, TOMBSTONE, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+/// A keyed bucket and the quota it was created with.
+#[derive(Debug)]
+struct Entry {
+    bucket: Bucket,
+    quota: Quota,
+}
+
+/// Key hashes are already uniform 64-bit values: the map uses them as they are.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PassThrough;
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are stored; fold anything else in anyway.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Which bucket a decision used, so a cancelled reservation can find it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// The single bucket of an unkeyed limiter, or the shared bucket of a keyed one.
+    Shared,
+    /// The bucket of this key hash.
+    Key(u64),
+}
+
+/// The in-memory store: one shared bucket, plus keyed buckets when the limiter is keyed.
+#[derive(Debug)]
+pub(crate) struct Store {
+    shared: Bucket,
+    keys: papaya::HashMap<u64, Entry, PassThrough>,
+    /// Number of keyed buckets, reserved before insertion so the cap is exact.
+    len: AtomicU64,
+    max_keys: u64,
+    /// Earliest time (ns since epoch) at which the next eviction sweep may run.
+    next_sweep: AtomicU64,
+    sweep_every: u64,
+}
+
+impl Store {
+    pub(crate) fn new(max_keys: u64, sweep_every: u64) -> Self {
+        Self {
+            shared: Bucket::new(),
+            keys: papaya::HashMap::builder().hasher(PassThrough).build(),
+            len: AtomicU64::new(0),
+            max_keys,
+            next_sweep: AtomicU64::new(0),
+            sweep_every,
+        }
+    }
+
+    /// Decides against the shared bucket.
+    pub(crate) fn decide_shared(
+        &self,
+        now: u64,
+        cost: u32,
+        quota: &Quota,
+        max_wait: u64,
+    ) -> Decision {
+        // The shared bucket is never tombstoned.
+        self.shared
+            .decide(now, cost, quota, max_wait)
+            .unwrap_or(Decision::Deny {
+                retry_after_nanos: 0,
+                snapshot: gcra::Snapshot {
+                    remaining: 0,
+                    reset_nanos: 0,
+                },
+            })
+    }
+
+    /// Decides against the bucket of `key`, creating it with `quota()` when absent. When the
+    /// key cap is reached and nothing is idle, the request is decided by the shared bucket
+    /// instead (`Slot::Shared`): strangers share one quota, known keys keep theirs.
+    pub(crate) fn decide_keyed(
+        &self,
+        key: u64,
+        now: u64,
+        cost: u32,
+        quota: impl Fn() -> Quota,
+        shared_quota: &Quota,
+        max_wait: u64,
+    ) -> (Slot, Quota, Decision) {
+        let keys = self.keys.pin();
+        loop {
+            if let Some(entry) = keys.get(&key) {
+                match entry.bucket.decide(now, cost, &entry.quota, max_wait) {
+                    Some(decision) => return (Slot::Key(key), entry.quota, decision),
+                    None => {
+                        // Evicted under us: clear the tombstone and start afresh. Whoever
+                        // removes the entry releases its slot.
+                        self.remove_tombstoned(&keys, key);
+                        continue;
+                    }
+                }
+            }
+            if !self.reserve_slot(now) {
+                return (
+                    Slot::Shared,
+                    *shared_quota,
+                    self.decide_shared(now, cost, shared_quota, max_wait),
+                );
+            }
+            let fresh = Entry {
+                bucket: Bucket::new(),
+                quota: quota(),
+            };
+            if keys.try_insert(key, fresh).is_err() {
+                // Another request inserted it first: give the slot back and use theirs.
+                self.len.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Nanoseconds until `cost` would be admitted by the shared bucket; commits nothing.
+    pub(crate) fn peek_shared(&self, now: u64, cost: u32, quota: &Quota) -> u64 {
+        self.shared.peek(now, cost, quota)
+    }
+
+    /// Nanoseconds until `cost` would be admitted for `key`; an absent key is ready now.
+    pub(crate) fn peek_keyed(&self, key: u64, now: u64, cost: u32) -> u64 {
+        self.keys
+            .pin()
+            .get(&key)
+            .map_or(0, |entry| entry.bucket.peek(now, cost, &entry.quota))
+    }
+
+    /// Gives a cancelled wait-mode reservation back (see [`Bucket::refund`]).
+    pub(crate) fn refund(&self, slot: Slot, reserved: u64, cost: u32, quota: &Quota) {
+        match slot {
+            Slot::Shared => self.shared.refund(reserved, cost, quota),
+            Slot::Key(key) => {
+                if let Some(entry) = self.keys.pin().get(&key) {
+                    entry.bucket.refund(reserved, cost, &entry.quota);
+                }
+            }
+        }
+    }
+
+    /// Number of keyed buckets held.
+    pub(crate) fn key_count(&self) -> u64 {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Takes one of the `max_keys` slots, sweeping idle keys first when all are taken.
+    fn reserve_slot(&self, now: u64) -> bool {
+        if self.try_take_slot() {
+            return true;
+        }
+        self.maybe_sweep(now);
+        self.try_take_slot()
+    }
+
+    fn try_take_slot(&self) -> bool {
+        let mut len = self.len.load(Ordering::Relaxed);
+        while len < self.max_keys {
+            match self
+                .len
+                .compare_exchange_weak(len, len + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => len = actual,
+            }
+        }
+        false
+    }
+
+    /// Removes `key` if its bucket is tombstoned, releasing its slot if this call removed it.
+    fn remove_tombstoned(
+        &self,
+        keys: &papaya::HashMapRef<'_, u64, Entry, PassThrough, impl papaya::Guard>,
+        key: u64,
+    ) {
+        let removed = keys.remove_if(&key, |_, e| {
+            e.bucket.tat.load(Ordering::Relaxed) == TOMBSTONE
+        });
+        if matches!(removed, Ok(Some(_))) {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes every key whose bucket is full again at `now` (indistinguishable from an
+    /// absent key). At most one caller sweeps per `sweep_every`, so the O(keys) cost is
+    /// amortised over the calls in between.
+    fn maybe_sweep(&self, now: u64) {
+        let due = self.next_sweep.load(Ordering::Relaxed);
+        if now < due
+            || self
+                .next_sweep
+                .compare_exchange(
+                    due,
+                    now.saturating_add(self.sweep_every),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        let keys = self.keys.pin();
+        for (key, entry) in keys.iter() {
+            if entry.bucket.try_tombstone(now) {
+                self.remove_tombstoned(&keys, *key);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(tower_rampart_loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn quota() -> Quota {
+        Quota::new(10, Duration::from_secs(1), 2).unwrap()
+    }
+
+    #[test]
+    fn keys_have_independent_buckets() {
+        let store = Store::new(10, 0);
+        let q = quota();
+        for key in [1, 2] {
+            for expect_admit in [true, true, false] {
+                let (slot, _, d) = store.decide_keyed(key, 0, 1, quota, &q, 0);
+                assert_eq!(slot, Slot::Key(key));
+                assert_eq!(matches!(d, Decision::Admit { .. }), expect_admit);
+            }
+        }
+        assert_eq!(store.key_count(), 2);
+    }
+
+    #[test]
+    fn full_map_sends_new_keys_to_the_shared_bucket_until_idle_keys_are_swept() {
+        let store = Store::new(2, 0);
+        let q = quota();
+        store.decide_keyed(1, 0, 1, quota, &q, 0);
+        store.decide_keyed(2, 0, 1, quota, &q, 0);
+        let (slot, _, _) = store.decide_keyed(3, 0, 1, quota, &q, 0);
+        assert_eq!(slot, Slot::Shared);
+        assert_eq!(store.key_count(), 2);
+        // 100 ms later both buckets are full again: they are swept and key 3 gets its own.
+        let (slot, _, _) = store.decide_keyed(3, 100_000_000, 1, quota, &q, 0);
+        assert_eq!(slot, Slot::Key(3));
+        assert_eq!(store.key_count(), 1);
+    }
+
+    #[test]
+    fn a_swept_key_comes_back_with_a_full_bucket() {
+        let store = Store::new(1, 0);
+        let q = quota();
+        store.decide_keyed(1, 0, 2, quota, &q, 0);
+        assert!(
+            store
+                .keys
+                .pin()
+                .get(&1)
+                .unwrap()
+                .bucket
+                .try_tombstone(u64::MAX - 1)
+        );
+        let (slot, _, d) = store.decide_keyed(1, 0, 2, quota, &q, 0);
+        assert_eq!(slot, Slot::Key(1));
+        assert!(matches!(d, Decision::Admit { .. }));
+    }
+
+    #[test]
+    fn refund_returns_the_last_reservation_only() {
+        let store = Store::new(1, 0);
+        let q = Quota::new(10, Duration::from_secs(1), 1).unwrap();
+        store.decide_shared(0, 1, &q, 0);
+        let Decision::Admit { tat: first, .. } = store.decide_shared(0, 1, &q, u64::MAX) else {
+            panic!()
+        };
+        let Decision::Admit { tat: second, .. } = store.decide_shared(0, 1, &q, u64::MAX) else {
+            panic!()
+        };
+        store.refund(Slot::Shared, first, 1, &q); // a later reservation exists: kept
+        assert_eq!(store.shared.tat.load(Ordering::Relaxed), second);
+        store.refund(Slot::Shared, second, 1, &q);
+        assert_eq!(store.shared.tat.load(Ordering::Relaxed), first);
+    }
+}
+
+#[cfg(all(test, tower_rampart_loom))]
+mod loom_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sync::Arc;
+
+    #[test]
+    fn loom_two_threads_never_admit_past_the_burst() {
+        loom::model(|| {
+            let quota = Quota::new(1, Duration::from_secs(1), 1).unwrap();
+            let bucket = Arc::new(Bucket::new());
+            let other = Arc::clone(&bucket);
+            let t = loom::thread::spawn(move || {
+                matches!(other.decide(0, 1, &quota, 0), Some(Decision::Admit { .. }))
+            });
+            let here = matches!(bucket.decide(0, 1, &quota, 0), Some(Decision::Admit { .. }));
+            let there = t.join().unwrap();
+            assert!(
+                here ^ there,
+                "exactly one of two concurrent requests is admitted"
+            );
+        });
+    }
+
+    #[test]
+    fn loom_eviction_never_loses_a_concurrent_admission() {
+        loom::model(|| {
+            let quota = Quota::new(1, Duration::from_secs(1), 1).unwrap();
+            let bucket = Arc::new(Bucket::new());
+            let other = Arc::clone(&bucket);
+            // The sweeper sees a full bucket at t=0 and tries to claim it.
+            let t = loom::thread::spawn(move || other.try_tombstone(0));
+            let decided = bucket.decide(0, 1, &quota, 0);
+            let tombstoned = t.join().unwrap();
+            match decided {
+                // Admitted first: the bucket is no longer idle, so the sweep must have failed.
+                Some(Decision::Admit { .. }) => assert!(!tombstoned),
+                // Tombstoned first: the request saw it and will retry on a fresh bucket.
+                None => assert!(tombstoned),
+                Some(Decision::Deny { .. }) => panic!("a full bucket never denies"),
+            }
+        });
+    }
+}
