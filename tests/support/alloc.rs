@@ -11,13 +11,19 @@ use std::cell::Cell;
 thread_local! {
     // Const-initialised and without a destructor: reading it never allocates.
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static LIVE_BYTES: Cell<i64> = const { Cell::new(0) };
 }
 
 /// Forwards to the system allocator and counts allocations on the calling thread.
 pub struct Counting;
 
-fn bump() {
+fn bump(bytes: usize) {
     let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    grow(bytes as i64);
+}
+
+fn grow(bytes: i64) {
+    let _ = LIVE_BYTES.try_with(|n| n.set(n.get() + bytes));
 }
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
@@ -25,24 +31,26 @@ fn bump() {
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        bump();
+        bump(layout.size());
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        bump();
+        bump(layout.size());
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        bump();
+        bump(new_size);
+        grow(-(layout.size() as i64));
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        grow(-(layout.size() as i64));
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -57,5 +65,14 @@ pub fn count<R>(f: impl FnOnce() -> R) -> (R, u64) {
     let before = ALLOCATIONS.with(Cell::get);
     let out = f();
     let after = ALLOCATIONS.with(Cell::get);
+    (out, after - before)
+}
+
+/// Runs `f` and returns its result with the net bytes it left allocated, as seen by this
+/// thread (memory freed on other threads is not subtracted).
+pub fn live_bytes<R>(f: impl FnOnce() -> R) -> (R, i64) {
+    let before = LIVE_BYTES.with(Cell::get);
+    let out = f();
+    let after = LIVE_BYTES.with(Cell::get);
     (out, after - before)
 }

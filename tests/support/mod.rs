@@ -122,3 +122,41 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Repl
         body: body.collect().await.expect("body").to_bytes(),
     }
 }
+
+/// Events captured by [`capture_events`]: `(level, message)`.
+pub type Events = std::sync::Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>;
+
+/// Runs `f` with a thread-local subscriber that records every event's level and message.
+pub fn capture_events<R>(f: impl FnOnce() -> R) -> (R, Vec<(tracing::Level, String)>) {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    struct Capture(Events);
+    struct Message<'a>(&'a mut String);
+    impl tracing::field::Visit for Message<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                *self.0 = format!("{value:?}");
+            }
+        }
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut message = String::new();
+            event.record(&mut Message(&mut message));
+            self.0
+                .lock()
+                .unwrap()
+                .push((*event.metadata().level(), message));
+        }
+    }
+
+    let events = Events::default();
+    let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let captured = events.lock().unwrap().clone();
+    (out, captured)
+}
