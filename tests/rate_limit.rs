@@ -605,3 +605,17 @@ fn starts_and_stops_rejecting_are_logged_once_per_episode() {
         .count();
     assert_eq!(debug, 4);
 }
+
+/// Regression: the wait-mode timer once sat inline in every response future (272 bytes),
+/// making the common, non-waiting path copy it around.
+#[test]
+fn the_response_future_stays_small() {
+    let layer = RateLimitLayer::per_second(1).build().unwrap();
+    let mut svc = layer.layer(echo());
+    let fut = svc.call(1);
+    assert!(
+        std::mem::size_of_val(&fut) <= 96,
+        "{} bytes",
+        std::mem::size_of_val(&fut)
+    );
+}

@@ -62,17 +62,24 @@ impl fmt::Debug for RefundGuard {
     }
 }
 
+// What a waiting request holds. Boxed, so that the common, non-waiting future stays small:
+// a `Sleep` is larger than everything else in it together.
+pin_project_lite::pin_project! {
+    struct Wait<S, Req> {
+        #[pin]
+        sleep: Sleep,
+        service: Option<S>,
+        request: Option<Req>,
+        guard: Option<RefundGuard>,
+    }
+}
+
 pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F, S, Req> {
         Called { #[pin] future: F },
-        Waiting {
-            #[pin] sleep: Sleep,
-            service: Option<S>,
-            request: Option<Req>,
-            guard: Option<RefundGuard>,
-        },
-        Rejected { rejection: Option<RateLimited> },
+        Waiting { wait: Pin<Box<Wait<S, Req>>> },
+        Rejected { error: Option<BoxError> },
     }
 }
 
@@ -103,6 +110,9 @@ impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
         }
     }
 
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with its timer enabled, as `tokio::time::sleep_until` does.
     pub(crate) fn waiting(
         until: Instant,
         service: S,
@@ -111,13 +121,14 @@ impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
         admitted: Option<Admitted>,
         headers: H,
     ) -> Self {
+        let wait = Box::pin(Wait {
+            sleep: tokio::time::sleep_until(until),
+            service: Some(service),
+            request: Some(request),
+            guard,
+        });
         Self {
-            state: State::Waiting {
-                sleep: tokio::time::sleep_until(until),
-                service: Some(service),
-                request: Some(request),
-                guard,
-            },
+            state: State::Waiting { wait },
             admitted,
             headers,
         }
@@ -126,7 +137,7 @@ impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
     pub(crate) fn rejected(rejection: RateLimited, headers: H) -> Self {
         Self {
             state: State::Rejected {
-                rejection: Some(rejection),
+                error: Some(Box::new(Rejection::from(rejection))),
             },
             admitted: None,
             headers,
@@ -167,17 +178,14 @@ where
                     }
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Waiting {
-                    sleep,
-                    service,
-                    request,
-                    guard,
-                } => {
-                    ready!(sleep.poll(cx));
-                    if let Some(guard) = guard.as_mut() {
+                StateProj::Waiting { wait } => {
+                    let wait = wait.as_mut().project();
+                    ready!(wait.sleep.poll(cx));
+                    if let Some(guard) = wait.guard.as_mut() {
                         guard.disarm();
                     }
-                    let (Some(mut service), Some(request)) = (service.take(), request.take())
+                    let (Some(mut service), Some(request)) =
+                        (wait.service.take(), wait.request.take())
                     else {
                         unreachable!(
                             "a waiting future holds its service and request until it calls"
@@ -186,11 +194,10 @@ where
                     let future = service.call(request);
                     this.state.set(State::Called { future });
                 }
-                StateProj::Rejected { rejection } => {
-                    let rejection = rejection
+                StateProj::Rejected { error } => {
+                    return Poll::Ready(Err(error
                         .take()
-                        .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Err(Box::new(Rejection::from(rejection))));
+                        .expect("ResponseFuture polled after completion")));
                 }
             }
         }

@@ -173,12 +173,9 @@ pub(crate) struct Snapshot {
 /// The outcome of [`decide`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Admit after waiting `wait_nanos` (0 in reject mode); store `tat`.
-    Admit {
-        tat: u64,
-        wait_nanos: u64,
-        snapshot: Snapshot,
-    },
+    /// Admit after waiting `wait_nanos` (0 in reject mode); store `tat`. The bucket's
+    /// [`Snapshot`] is left to [`snapshot`], which divides: only headers need it.
+    Admit { tat: u64, wait_nanos: u64 },
     /// Refuse; the same request would conform after `retry_after_nanos`.
     Deny {
         retry_after_nanos: u64,
@@ -213,17 +210,18 @@ pub(crate) fn decide(
         Decision::Admit {
             tat: next,
             wait_nanos: wait,
-            snapshot: snapshot(next, now, limit, quota),
         }
     } else {
         Decision::Deny {
             retry_after_nanos: wait,
-            snapshot: snapshot(base, now, limit, quota),
+            snapshot: snapshot(base, now, quota),
         }
     }
 }
 
-fn snapshot(tat: u64, now: u64, limit: u64, quota: &Quota) -> Snapshot {
+/// The bucket whose state is `tat`, seen at `now`.
+pub(crate) fn snapshot(tat: u64, now: u64, quota: &Quota) -> Snapshot {
+    let limit = now.saturating_add(quota.tolerance_nanos);
     Snapshot {
         remaining: limit.saturating_sub(tat) / quota.interval_nanos,
         reset_nanos: tat.saturating_sub(now),

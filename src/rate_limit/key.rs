@@ -5,7 +5,9 @@
 //! stores a 64-bit keyed hash (SipHash with a per-limiter random seed), never the key itself,
 //! so a `String` API key costs no allocation per request and 8 bytes per bucket.
 
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
+
+use foldhash::quality::RandomState;
 use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderName, Request};

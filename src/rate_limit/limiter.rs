@@ -1,8 +1,8 @@
 //! The state one limiter shares across every clone and every route: quota, store, clock,
 //! and the flags behind its once-per-transition events.
 
+use foldhash::quality::RandomState;
 use std::borrow::Cow;
-use std::hash::RandomState;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::error::RateLimited;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
-use super::gcra::{Decision, Quota, Snapshot};
+use super::gcra::{self, Decision, Quota, Snapshot};
 use super::key::{Bucketing, private::Partition};
 use super::store::{Slot, Store};
 
@@ -158,7 +158,7 @@ impl<C: Clock> Limiter<C> {
             missing,
             policy,
             store: Store::new(max_keys, nanos(sweep_every)),
-            seed: RandomState::new(),
+            seed: RandomState::default(),
             clock,
             epoch,
             rejecting: AtomicBool::new(false),
@@ -174,12 +174,14 @@ impl<C: Clock> Limiter<C> {
         nanos(now.saturating_duration_since(self.epoch))
     }
 
-    /// Decides `req` at `now` (ns since epoch).
+    /// Decides `req` at `now` (ns since epoch); `with_state` asks for the bucket's state on
+    /// admission (for headers), which costs a division.
     pub(crate) fn check<Req, P: Partition<Req>>(
         &self,
         partition: &P,
         req: &Req,
         now: u64,
+        with_state: bool,
     ) -> Verdict {
         let cost = partition.cost(req);
         if cost == 0 {
@@ -235,11 +237,7 @@ impl<C: Clock> Limiter<C> {
             }
         };
         match decision {
-            Decision::Admit {
-                tat,
-                wait_nanos,
-                snapshot,
-            } => {
+            Decision::Admit { tat, wait_nanos } => {
                 self.note_admission(now);
                 Verdict::Admit {
                     wait_nanos,
@@ -249,7 +247,10 @@ impl<C: Clock> Limiter<C> {
                         cost,
                         quota,
                     }),
-                    state: Some(Admitted { quota, snapshot }),
+                    state: with_state.then(|| Admitted {
+                        quota,
+                        snapshot: gcra::snapshot(tat, now, &quota),
+                    }),
                 }
             }
             Decision::Deny {
@@ -261,7 +262,7 @@ impl<C: Clock> Limiter<C> {
                     return Verdict::Admit {
                         wait_nanos: 0,
                         reservation: None,
-                        state: Some(Admitted { quota, snapshot }),
+                        state: with_state.then_some(Admitted { quota, snapshot }),
                     };
                 }
                 refused
@@ -378,8 +379,11 @@ impl<C: Clock> Limiter<C> {
     }
 }
 
+/// Whole nanoseconds, saturating (no `u128` on the hot path).
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 fn millis(d: Duration) -> u64 {

@@ -99,16 +99,13 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let instant = self.limiter.clock.now();
         let now = self.limiter.since_epoch(instant);
-        match self.limiter.check(&self.partition, &req, now) {
+        let with_state = <H as Apply<S::Response>>::ACTIVE;
+        match self.limiter.check(&self.partition, &req, now, with_state) {
             Verdict::Admit {
                 wait_nanos: 0,
                 state,
                 ..
-            } => ResponseFuture::called(
-                self.inner.call(req),
-                state.filter(|_| <H as Apply<S::Response>>::ACTIVE),
-                self.headers.clone(),
-            ),
+            } => ResponseFuture::called(self.inner.call(req), state, self.headers.clone()),
             Verdict::Admit {
                 wait_nanos,
                 reservation,
@@ -124,7 +121,7 @@ where
                     ready,
                     req,
                     guard,
-                    state.filter(|_| <H as Apply<S::Response>>::ACTIVE),
+                    state,
                     self.headers.clone(),
                 )
             }

@@ -69,15 +69,11 @@ fn deny_reports_the_exact_wait() {
 #[test]
 fn admit_snapshot_counts_remaining_tokens_and_reset() {
     let q = quota(10, 1_000, 5);
-    let Decision::Admit {
-        snapshot,
-        wait_nanos,
-        ..
-    } = decide(0, 0, 2, &q, 0)
-    else {
+    let Decision::Admit { tat, wait_nanos } = decide(0, 0, 2, &q, 0) else {
         panic!()
     };
     assert_eq!(wait_nanos, 0);
+    let snapshot = snapshot(tat, 0, &q);
     assert_eq!(snapshot.remaining, 3);
     assert_eq!(snapshot.reset_nanos, 200 * MS);
 }

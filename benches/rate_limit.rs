@@ -1,0 +1,244 @@
+//! The rate limiter against its anchors, measured in the same groups:
+//! a bare `service_fn` (baseline), governor's direct and keyed `check`, and tower's
+//! `RateLimit` (allowed path only: its refusal is a `poll_ready` that waits).
+//!
+//! Run with: cargo bench --bench rate_limit
+
+// `criterion_group!` generates an undocumented `pub fn`; `iter_custom` times itself with the
+// wall clock, which the crate's clock ban is not about.
+#![allow(missing_docs, clippy::disallowed_types)]
+
+#[path = "../tests/support/poll.rs"]
+mod poll;
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant as StdInstant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tower::{Layer, Service, service_fn};
+use tower_rampart::clock::ManualClock;
+use tower_rampart::rate_limit::RateLimitLayer;
+
+use poll::ready_now;
+
+type Ready = std::future::Ready<Result<u32, Infallible>>;
+
+fn bare() -> impl Service<u32, Response = u32, Error = Infallible, Future = Ready> + Clone {
+    service_fn(|n: u32| std::future::ready(Ok::<_, Infallible>(n)))
+}
+
+/// As fast as one token per nanosecond: never refuses at benchmark speed.
+const UNLIMITED: u32 = 1_000_000_000;
+
+fn governor_quota(rate: u32) -> governor::Quota {
+    governor::Quota::per_second(NonZeroU32::new(rate).unwrap())
+}
+
+fn allowed(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rate_limit/allowed");
+    group.throughput(Throughput::Elements(1));
+
+    let mut baseline = bare();
+    group.bench_function("baseline", |b| {
+        b.iter(|| ready_now(baseline.call(black_box(1))))
+    });
+
+    let layer = RateLimitLayer::per_second(UNLIMITED).build().unwrap();
+    let mut rampart = layer.layer(bare());
+    group.bench_function("rampart_layer", |b| {
+        b.iter(|| ready_now(rampart.call(black_box(1))).unwrap())
+    });
+
+    let layer = RateLimitLayer::per_second(UNLIMITED)
+        .with_clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let mut manual = layer.layer(bare());
+    group.bench_function("rampart_layer_manual_clock", |b| {
+        b.iter(|| ready_now(manual.call(black_box(1))).unwrap())
+    });
+
+    let governor = governor::RateLimiter::direct(governor_quota(UNLIMITED));
+    group.bench_function("governor_direct_check", |b| {
+        b.iter(|| governor.check().unwrap())
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let mut tower_limit =
+        tower::limit::RateLimitLayer::new(u64::MAX, Duration::from_secs(1)).layer(bare());
+    let mut cx = Context::from_waker(Waker::noop());
+    group.bench_function("tower_rate_limit", |b| {
+        b.iter(|| {
+            assert!(tower_limit.poll_ready(&mut cx).is_ready());
+            ready_now(tower_limit.call(black_box(1))).unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn rejected(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rate_limit/rejected");
+    group.throughput(Throughput::Elements(1));
+
+    let mut baseline = bare();
+    group.bench_function("baseline", |b| {
+        b.iter(|| ready_now(baseline.call(black_box(1))))
+    });
+
+    // Time stands still, so once the burst is spent every call is refused.
+    let layer = RateLimitLayer::per_second(1)
+        .burst(1)
+        .with_clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let mut rampart = layer.layer(bare());
+    let _ = ready_now(rampart.call(0));
+    group.bench_function("rampart_layer", |b| {
+        b.iter(|| ready_now(rampart.call(black_box(1))).unwrap_err())
+    });
+
+    let governor =
+        governor::RateLimiter::direct(governor::Quota::per_hour(NonZeroU32::new(1).unwrap()));
+    let _ = governor.check();
+    group.bench_function("governor_direct_check", |b| {
+        b.iter(|| governor.check().unwrap_err())
+    });
+    group.finish();
+}
+
+fn keyed(c: &mut Criterion) {
+    const KEYS: u32 = 10_000;
+    let mut group = c.benchmark_group("rate_limit/keyed_10k");
+    group.throughput(Throughput::Elements(1));
+
+    let mut baseline = bare();
+    let mut n = 0_u32;
+    group.bench_function("baseline", |b| {
+        b.iter(|| {
+            n = (n + 1) % KEYS;
+            ready_now(baseline.call(black_box(n)))
+        })
+    });
+
+    let layer = RateLimitLayer::per_second(UNLIMITED)
+        .with_key(|n: &u32| Some(*n))
+        .build()
+        .unwrap();
+    let mut rampart = layer.layer(bare());
+    for key in 0..KEYS {
+        ready_now(rampart.call(key)).unwrap();
+    }
+    group.bench_function("rampart_layer", |b| {
+        b.iter(|| {
+            n = (n + 1) % KEYS;
+            ready_now(rampart.call(black_box(n))).unwrap()
+        })
+    });
+
+    let layer = RateLimitLayer::per_second(UNLIMITED)
+        .with_key(|n: &u32| Some(*n))
+        .with_clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let mut manual = layer.layer(bare());
+    for key in 0..KEYS {
+        ready_now(manual.call(key)).unwrap();
+    }
+    group.bench_function("rampart_layer_manual_clock", |b| {
+        b.iter(|| {
+            n = (n + 1) % KEYS;
+            ready_now(manual.call(black_box(n))).unwrap()
+        })
+    });
+
+    let governor = governor::RateLimiter::keyed(governor_quota(UNLIMITED));
+    for key in 0..KEYS {
+        governor.check_key(&key).unwrap();
+    }
+    group.bench_function("governor_keyed_check", |b| {
+        b.iter(|| {
+            n = (n + 1) % KEYS;
+            governor.check_key(black_box(&n)).unwrap()
+        })
+    });
+    group.finish();
+}
+
+/// Runs `per_thread` on two OS threads at once, each doing `iters / 2` operations, and returns
+/// the wall time: the contended cost per operation across the pair.
+fn two_threads<F>(iters: u64, per_thread: F) -> Duration
+where
+    F: Fn(u64) + Send + Sync + 'static,
+{
+    let per_thread = Arc::new(per_thread);
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (f, barrier) = (Arc::clone(&per_thread), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let start = StdInstant::now();
+                f(iters / 2);
+                start.elapsed()
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .max()
+        .unwrap()
+}
+
+fn contention(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rate_limit/two_threads");
+    group.throughput(Throughput::Elements(1));
+
+    group.bench_function("baseline", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, |n| {
+                let mut svc = bare();
+                for i in 0..n {
+                    black_box(ready_now(svc.call(i as u32)).unwrap());
+                }
+            })
+        })
+    });
+
+    let layer = RateLimitLayer::per_second(UNLIMITED).build().unwrap();
+    group.bench_function("rampart_layer", |b| {
+        b.iter_custom(|iters| {
+            let layer = layer.clone();
+            two_threads(iters, move |n| {
+                let mut svc = layer.layer(bare());
+                for i in 0..n {
+                    black_box(ready_now(svc.call(i as u32)).unwrap());
+                }
+            })
+        })
+    });
+
+    let governor = Arc::new(governor::RateLimiter::direct(governor_quota(UNLIMITED)));
+    group.bench_function("governor_direct_check", |b| {
+        b.iter_custom(|iters| {
+            let governor = Arc::clone(&governor);
+            two_threads(iters, move |n| {
+                for _ in 0..n {
+                    governor.check().unwrap();
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, allowed, rejected, keyed, contention);
+criterion_main!(benches);
