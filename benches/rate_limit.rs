@@ -67,6 +67,14 @@ fn allowed(c: &mut Criterion) {
         b.iter(|| governor.check().unwrap())
     });
 
+    // What one clock read costs here. Benches build tokio with the dev-dependency feature
+    // `test-util`, whose `Instant::now` first looks for a paused clock; production builds read
+    // the system clock directly, as `clock_std_instant_now` does.
+    group.bench_function("clock_tokio_instant_now", |b| {
+        b.iter(tokio::time::Instant::now)
+    });
+    group.bench_function("clock_std_instant_now", |b| b.iter(StdInstant::now));
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

@@ -12,19 +12,28 @@ use axum::Router;
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_rampart::ServiceBuilderExt;
+use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
 use tracing_subscriber::EnvFilter;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn app() -> Router {
-    Router::new()
+/// The example's app: every route behind the rampart stack.
+fn app() -> Result<Router, tower_rampart::ConfigError> {
+    // 50 requests per second per client IP, 20 at once.
+    let per_client = RateLimitLayer::per_second(50)
+        .burst(20)
+        .with_key(PeerIp)
+        .policy_name("per-ip")
+        .build()?;
+    Ok(Router::new()
         .route("/", get(|| async { "tower-rampart example server\n" }))
         .layer(
             ServiceBuilder::new()
                 // Rejections from the layers below become 429/503/504/502 responses.
-                .rejection_response(),
-        )
+                .rejection_response()
+                .layer(per_client),
+        ))
 }
 
 #[tokio::main]
@@ -42,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(
         listener,
-        app().into_make_service_with_connect_info::<SocketAddr>(),
+        app()?.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown_signal().await;

@@ -11,9 +11,12 @@
 //! # Quick start
 //!
 //! ```no_run
+//! use std::net::SocketAddr;
+//!
 //! use axum::{Router, routing::get};
 //! use tower::ServiceBuilder;
 //! use tower_rampart::ServiceBuilderExt;
+//! use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,10 +24,11 @@
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(
 //!         ServiceBuilder::new()
-//!             .rejection_response(), // rejections -> 429/503/504/502, stack is Infallible
+//!             .rejection_response() // rejections -> 429/503/504/502, stack is Infallible
+//!             .layer(RateLimitLayer::per_second(50).burst(20).with_key(PeerIp).build()?),
 //!     );
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app).await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
 //! # Ok(())
 //! # }
 //! ```

@@ -373,7 +373,7 @@ impl<C: Clock> Limiter<C> {
             tracing::warn!(
                 rate_limit.policy = %self.policy,
                 rate_limit.on_missing_key = ?self.missing,
-                "rate limit key missing from a request; check ConnectInfo or trusted proxies"
+                "rate limit key missing from a request; for PeerIp serve with ConnectInfo and enable the `axum` feature, for ClientIp check the trusted proxies"
             );
         }
     }

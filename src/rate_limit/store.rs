@@ -136,10 +136,16 @@ pub(crate) enum Slot {
     Key(u64),
 }
 
+/// A bucket on a cache line of its own: every admission writes it, and the limiter's
+/// read-mostly fields must not share its line (false sharing between threads).
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded(Bucket);
+
 /// The in-memory store: one shared bucket, plus keyed buckets when the limiter is keyed.
 #[derive(Debug)]
 pub(crate) struct Store {
-    shared: Bucket,
+    shared: Padded,
     keys: papaya::HashMap<u64, Entry, PassThrough>,
     /// Number of keyed buckets, reserved before insertion so the cap is exact.
     len: AtomicU64,
@@ -152,7 +158,7 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn new(max_keys: u64, sweep_every: u64) -> Self {
         Self {
-            shared: Bucket::new(),
+            shared: Padded(Bucket::new()),
             keys: papaya::HashMap::builder().hasher(PassThrough).build(),
             len: AtomicU64::new(0),
             max_keys,
@@ -171,6 +177,7 @@ impl Store {
     ) -> Decision {
         // The shared bucket is never tombstoned.
         self.shared
+            .0
             .decide(now, cost, quota, max_wait)
             .unwrap_or(Decision::Deny {
                 retry_after_nanos: 0,
@@ -226,7 +233,7 @@ impl Store {
 
     /// Nanoseconds until `cost` would be admitted by the shared bucket; commits nothing.
     pub(crate) fn peek_shared(&self, now: u64, cost: u32, quota: &Quota) -> u64 {
-        self.shared.peek(now, cost, quota)
+        self.shared.0.peek(now, cost, quota)
     }
 
     /// Nanoseconds until `cost` would be admitted for `key`; an absent key is ready now.
@@ -240,7 +247,7 @@ impl Store {
     /// Gives a cancelled wait-mode reservation back (see [`Bucket::refund`]).
     pub(crate) fn refund(&self, slot: Slot, reserved: u64, cost: u32, quota: &Quota) {
         match slot {
-            Slot::Shared => self.shared.refund(reserved, cost, quota),
+            Slot::Shared => self.shared.0.refund(reserved, cost, quota),
             Slot::Key(key) => {
                 if let Some(entry) = self.keys.pin().get(&key) {
                     entry.bucket.refund(reserved, cost, &entry.quota);
@@ -388,9 +395,9 @@ mod tests {
             panic!()
         };
         store.refund(Slot::Shared, first, 1, &q); // a later reservation exists: kept
-        assert_eq!(store.shared.tat.load(Ordering::Relaxed), second);
+        assert_eq!(store.shared.0.tat.load(Ordering::Relaxed), second);
         store.refund(Slot::Shared, second, 1, &q);
-        assert_eq!(store.shared.tat.load(Ordering::Relaxed), first);
+        assert_eq!(store.shared.0.tat.load(Ordering::Relaxed), first);
     }
 }
 
