@@ -10,7 +10,6 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::error::{RateLimited, Rejection};
 
 use super::headers::private::Apply;
 use super::limiter::{Admitted, Limiter, Reservation};
@@ -70,7 +69,7 @@ pin_project_lite::pin_project! {
         sleep: Sleep,
         service: Option<S>,
         request: Option<Req>,
-        guard: Option<RefundGuard>,
+        guard: RefundGuard,
     }
 }
 
@@ -117,7 +116,7 @@ impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
         until: Instant,
         service: S,
         request: Req,
-        guard: Option<RefundGuard>,
+        guard: RefundGuard,
         admitted: Option<Admitted>,
         headers: H,
     ) -> Self {
@@ -134,11 +133,9 @@ impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
         }
     }
 
-    pub(crate) fn rejected(rejection: RateLimited, headers: H) -> Self {
+    pub(crate) fn rejected(error: BoxError, headers: H) -> Self {
         Self {
-            state: State::Rejected {
-                error: Some(Box::new(Rejection::from(rejection))),
-            },
+            state: State::Rejected { error: Some(error) },
             admitted: None,
             headers,
         }
@@ -181,9 +178,7 @@ where
                 StateProj::Waiting { wait } => {
                     let wait = wait.as_mut().project();
                     ready!(wait.sleep.poll(cx));
-                    if let Some(guard) = wait.guard.as_mut() {
-                        guard.disarm();
-                    }
+                    wait.guard.disarm();
                     let (Some(mut service), Some(request)) =
                         (wait.service.take(), wait.request.take())
                     else {

@@ -186,6 +186,7 @@ pub(crate) enum Decision {
 /// The cost actually charged: at least 1 (0 is handled by the caller as free) and at most
 /// `burst`, so an oversized request waits for a full bucket and empties it instead of being
 /// refused forever.
+#[inline]
 pub(crate) fn charged(cost: u32, quota: &Quota) -> u64 {
     u64::from(cost.clamp(1, quota.burst()))
 }
@@ -194,6 +195,7 @@ pub(crate) fn charged(cost: u32, quota: &Quota) -> u64 {
 ///
 /// With `max_wait_nanos = 0` this is the reject-mode decision; with more it reserves a
 /// future slot when the wait fits (wait mode).
+#[inline]
 pub(crate) fn decide(
     tat: u64,
     now: u64,
@@ -201,7 +203,7 @@ pub(crate) fn decide(
     quota: &Quota,
     max_wait_nanos: u64,
 ) -> Decision {
-    let increment = charged(cost, quota) * quota.interval_nanos;
+    let increment = increment(cost, quota);
     let base = tat.max(now);
     let next = base.saturating_add(increment);
     let limit = now.saturating_add(quota.tolerance_nanos);
@@ -228,11 +230,17 @@ pub(crate) fn snapshot(tat: u64, now: u64, quota: &Quota) -> Snapshot {
     }
 }
 
-/// The `tat` a cancelled reservation should restore, if it may: only when no later
-/// reservation was stacked on it (`current == reserved`). Refunding under a later
-/// reservation would let that one and a new arrival through at the same instant.
-pub(crate) fn refund(current: u64, reserved: u64, cost: u32, quota: &Quota) -> Option<u64> {
-    (current == reserved).then(|| reserved - charged(cost, quota) * quota.interval_nanos)
+/// The `tat` a cancelled reservation of `increment` nanoseconds should restore, if it may:
+/// only when no later reservation was stacked on it (`current == reserved`). Refunding under
+/// a later reservation would let that one and a new arrival through at the same instant.
+pub(crate) fn refund(current: u64, reserved: u64, increment: u64) -> Option<u64> {
+    (current == reserved).then(|| reserved - increment)
+}
+
+/// Nanoseconds of bucket time a request of `cost` takes.
+#[inline]
+pub(crate) fn increment(cost: u32, quota: &Quota) -> u64 {
+    charged(cost, quota) * quota.interval_nanos
 }
 
 #[cfg(test)]

@@ -71,12 +71,11 @@ pub(crate) mod private {
     impl<B> Apply<Response<B>> for RateLimitHeaders {
         const ACTIVE: bool = true;
         fn apply(&self, admitted: &Admitted, response: &mut Response<B>) {
-            let quota = admitted.quota();
             crate::http::write_rate_limit_fields(
                 response.headers_mut(),
                 &self.policy,
-                u64::from(quota.burst()),
-                quota.refill_time(),
+                u64::from(admitted.limit()),
+                admitted.window(),
                 admitted.remaining(),
                 admitted.reset(),
             );

@@ -56,17 +56,19 @@ pub enum MissingKey {
     Reject,
 }
 
-/// The verdict of [`Limiter::check`].
+/// The verdict of [`Limiter::check`]. Kept small: it is built on every request.
 #[derive(Debug)]
 pub(crate) enum Verdict {
-    /// Call the inner service, after `wait_nanos` (wait mode) holding `reservation`.
-    Admit {
+    /// Call the inner service now.
+    Now(Option<Admitted>),
+    /// Wait mode: call it after `wait_nanos`, holding `reservation` until then.
+    Later {
         wait_nanos: u64,
-        reservation: Option<Reservation>,
+        reservation: Reservation,
         state: Option<Admitted>,
     },
-    /// Refuse.
-    Reject(RateLimited),
+    /// Refuse with this (already boxed) rejection.
+    Reject(crate::BoxError),
 }
 
 /// A wait-mode reservation to give back if the request is cancelled before it runs.
@@ -74,29 +76,50 @@ pub(crate) enum Verdict {
 pub(crate) struct Reservation {
     slot: Slot,
     tat: u64,
-    cost: u32,
-    quota: Quota,
+    increment: u64,
 }
 
-/// The bucket's state after an admission, for the optional `RateLimit` headers.
+/// The state of the bucket that admitted a request, for the optional `RateLimit` headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Admitted {
-    pub(crate) quota: Quota,
-    pub(crate) snapshot: Snapshot,
+    limit: u32,
+    window_nanos: u64,
+    remaining: u64,
+    reset_nanos: u64,
 }
 
 // === impl Admitted ===
 
 impl Admitted {
-    /// The quota of the bucket that admitted the request.
+    fn new(quota: &Quota, snapshot: Snapshot) -> Self {
+        Self {
+            limit: quota.burst(),
+            window_nanos: nanos(quota.refill_time()),
+            remaining: snapshot.remaining,
+            reset_nanos: snapshot.reset_nanos,
+        }
+    }
+
+    /// The bucket's size: its quota's `burst`.
     ///
     /// ```
     /// # use tower_rampart::rate_limit::Admitted;
-    /// fn limit(admitted: &Admitted) -> u32 { admitted.quota().burst() }
+    /// fn limit(admitted: &Admitted) -> u32 { admitted.limit() }
     /// # let _ = limit;
     /// ```
-    pub const fn quota(&self) -> Quota {
-        self.quota
+    pub const fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Time for the bucket to go from empty to full: the window of `RateLimit-Policy`.
+    ///
+    /// ```
+    /// # use tower_rampart::rate_limit::Admitted;
+    /// fn window(admitted: &Admitted) -> std::time::Duration { admitted.window() }
+    /// # let _ = window;
+    /// ```
+    pub const fn window(&self) -> Duration {
+        Duration::from_nanos(self.window_nanos)
     }
 
     /// Whole tokens left in that bucket after this request.
@@ -107,7 +130,7 @@ impl Admitted {
     /// # let _ = left;
     /// ```
     pub const fn remaining(&self) -> u64 {
-        self.snapshot.remaining
+        self.remaining
     }
 
     /// Time until that bucket is full again.
@@ -118,7 +141,7 @@ impl Admitted {
     /// # let _ = reset;
     /// ```
     pub const fn reset(&self) -> Duration {
-        Duration::from_nanos(self.snapshot.reset_nanos)
+        Duration::from_nanos(self.reset_nanos)
     }
 }
 
@@ -170,12 +193,14 @@ impl<C: Clock> Limiter<C> {
     }
 
     /// Nanoseconds since this limiter's epoch.
+    #[inline]
     pub(crate) fn since_epoch(&self, now: Instant) -> u64 {
         nanos(now.saturating_duration_since(self.epoch))
     }
 
     /// Decides `req` at `now` (ns since epoch); `with_state` asks for the bucket's state on
     /// admission (for headers), which costs a division.
+    #[inline]
     pub(crate) fn check<Req, P: Partition<Req>>(
         &self,
         partition: &P,
@@ -185,72 +210,96 @@ impl<C: Clock> Limiter<C> {
     ) -> Verdict {
         let cost = partition.cost(req);
         if cost == 0 {
-            return Verdict::Admit {
-                wait_nanos: 0,
-                reservation: None,
-                state: None,
-            };
+            return Verdict::Now(None);
         }
         let max_wait = match self.mode {
             Mode::Wait(max) => max,
             Mode::Reject | Mode::Shadow => 0,
         };
         let bucketing = partition.bucketing(req, &self.seed);
-        let (slot, quota, decision) = match bucketing {
-            Bucketing::Global => (
-                Slot::Shared,
-                self.quota,
-                self.store.decide_shared(now, cost, &self.quota, max_wait),
-            ),
-            Bucketing::Key(hash) => self.store.decide_keyed(
-                hash,
-                now,
-                cost,
-                || partition.quota(req).unwrap_or(self.quota),
-                &self.quota,
-                max_wait,
-            ),
+        match bucketing {
+            Bucketing::Global => {
+                let decision = self.store.decide_shared(now, cost, &self.quota, max_wait);
+                self.conclude(
+                    decision,
+                    Slot::Shared,
+                    &self.quota,
+                    bucketing,
+                    now,
+                    cost,
+                    with_state,
+                )
+            }
+            Bucketing::Key(hash) => {
+                let (slot, quota, decision) = self.store.decide_keyed(
+                    hash,
+                    now,
+                    cost,
+                    || partition.quota(req).unwrap_or(self.quota),
+                    &self.quota,
+                    max_wait,
+                );
+                self.conclude(decision, slot, &quota, bucketing, now, cost, with_state)
+            }
             Bucketing::Missing => {
                 self.warn_missing_key_once();
                 match self.missing {
-                    MissingKey::Shared => (
-                        Slot::Shared,
-                        self.quota,
-                        self.store.decide_shared(now, cost, &self.quota, max_wait),
-                    ),
-                    MissingKey::Allow => {
-                        return Verdict::Admit {
-                            wait_nanos: 0,
-                            reservation: None,
-                            state: None,
-                        };
+                    MissingKey::Shared => {
+                        let decision = self.store.decide_shared(now, cost, &self.quota, max_wait);
+                        self.conclude(
+                            decision,
+                            Slot::Shared,
+                            &self.quota,
+                            bucketing,
+                            now,
+                            cost,
+                            with_state,
+                        )
                     }
+                    MissingKey::Allow => Verdict::Now(None),
                     MissingKey::Reject => {
                         let refill = nanos(self.quota.refill_time());
                         let snapshot = Snapshot {
                             remaining: 0,
                             reset_nanos: refill,
                         };
-                        return self.refuse(now, bucketing, self.quota, refill, snapshot);
+                        Verdict::Reject(self.refuse(now, bucketing, &self.quota, refill, snapshot))
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// Turns a bucket's decision into the verdict, with the transition bookkeeping.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &self,
+        decision: Decision,
+        slot: Slot,
+        quota: &Quota,
+        bucketing: Bucketing,
+        now: u64,
+        cost: u32,
+        with_state: bool,
+    ) -> Verdict {
         match decision {
             Decision::Admit { tat, wait_nanos } => {
                 self.note_admission(now);
-                Verdict::Admit {
-                    wait_nanos,
-                    reservation: (wait_nanos > 0).then_some(Reservation {
-                        slot,
-                        tat,
-                        cost,
-                        quota,
-                    }),
-                    state: with_state.then(|| Admitted {
-                        quota,
-                        snapshot: gcra::snapshot(tat, now, &quota),
-                    }),
+                let state =
+                    with_state.then(|| Admitted::new(quota, gcra::snapshot(tat, now, quota)));
+                if wait_nanos == 0 {
+                    Verdict::Now(state)
+                } else {
+                    Verdict::Later {
+                        wait_nanos,
+                        reservation: Reservation {
+                            slot,
+                            tat,
+                            increment: gcra::increment(cost, quota),
+                        },
+                        state,
+                    }
                 }
             }
             Decision::Deny {
@@ -259,24 +308,16 @@ impl<C: Clock> Limiter<C> {
             } => {
                 let refused = self.refuse(now, bucketing, quota, retry_after_nanos, snapshot);
                 if self.mode == Mode::Shadow {
-                    return Verdict::Admit {
-                        wait_nanos: 0,
-                        reservation: None,
-                        state: with_state.then_some(Admitted { quota, snapshot }),
-                    };
+                    return Verdict::Now(with_state.then(|| Admitted::new(quota, snapshot)));
                 }
-                refused
+                Verdict::Reject(refused)
             }
         }
     }
 
     pub(crate) fn refund(&self, reservation: &Reservation) {
-        self.store.refund(
-            reservation.slot,
-            reservation.tat,
-            reservation.cost,
-            &reservation.quota,
-        );
+        self.store
+            .refund(reservation.slot, reservation.tat, reservation.increment);
     }
 
     /// Non-consuming: how long until `req` would be admitted (zero if now).
@@ -312,10 +353,10 @@ impl<C: Clock> Limiter<C> {
         &self,
         now: u64,
         bucketing: Bucketing,
-        quota: Quota,
+        quota: &Quota,
         retry_after: u64,
         snapshot: Snapshot,
-    ) -> Verdict {
+    ) -> crate::BoxError {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         self.last_rejection.store(now, Ordering::Relaxed);
         let retry_after = Duration::from_nanos(retry_after);
@@ -338,7 +379,7 @@ impl<C: Clock> Limiter<C> {
                 "rate limiter started rejecting"
             );
         }
-        Verdict::Reject(
+        Box::new(crate::Rejection::from(
             RateLimited::new(retry_after)
                 .with_quota(
                     self.policy.clone(),
@@ -349,7 +390,7 @@ impl<C: Clock> Limiter<C> {
                     snapshot.remaining,
                     Duration::from_nanos(snapshot.reset_nanos),
                 ),
-        )
+        ))
     }
 
     #[inline]

@@ -101,12 +101,10 @@ where
         let now = self.limiter.since_epoch(instant);
         let with_state = <H as Apply<S::Response>>::ACTIVE;
         match self.limiter.check(&self.partition, &req, now, with_state) {
-            Verdict::Admit {
-                wait_nanos: 0,
-                state,
-                ..
-            } => ResponseFuture::called(self.inner.call(req), state, self.headers.clone()),
-            Verdict::Admit {
+            Verdict::Now(state) => {
+                ResponseFuture::called(self.inner.call(req), state, self.headers.clone())
+            }
+            Verdict::Later {
                 wait_nanos,
                 reservation,
                 state,
@@ -114,8 +112,7 @@ where
                 // The ready service goes into the future; this one keeps an unpolled clone.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                let guard =
-                    reservation.map(|r| RefundGuard::new(Arc::clone(&self.limiter) as _, r));
+                let guard = RefundGuard::new(Arc::clone(&self.limiter) as _, reservation);
                 ResponseFuture::waiting(
                     instant + Duration::from_nanos(wait_nanos),
                     ready,
@@ -125,7 +122,7 @@ where
                     self.headers.clone(),
                 )
             }
-            Verdict::Reject(limited) => ResponseFuture::rejected(limited, self.headers.clone()),
+            Verdict::Reject(error) => ResponseFuture::rejected(error, self.headers.clone()),
         }
     }
 }

@@ -31,6 +31,7 @@ impl Bucket {
     ///
     /// Relaxed ordering is enough: the decision depends on this one word only, and a CAS on
     /// one location is linearizable whatever the ordering.
+    #[inline]
     pub(crate) fn decide(
         &self,
         now: u64,
@@ -70,9 +71,9 @@ impl Bucket {
     }
 
     /// Gives a cancelled reservation back if nothing was reserved after it.
-    pub(crate) fn refund(&self, reserved: u64, cost: u32, quota: &Quota) {
+    pub(crate) fn refund(&self, reserved: u64, increment: u64) {
         let current = self.tat.load(Ordering::Relaxed);
-        if let Some(previous) = gcra::refund(current, reserved, cost, quota) {
+        if let Some(previous) = gcra::refund(current, reserved, increment) {
             // Losing this race means a later reservation now sits on ours: keep it spent.
             let _ =
                 self.tat
@@ -168,6 +169,7 @@ impl Store {
     }
 
     /// Decides against the shared bucket.
+    #[inline]
     pub(crate) fn decide_shared(
         &self,
         now: u64,
@@ -245,12 +247,12 @@ impl Store {
     }
 
     /// Gives a cancelled wait-mode reservation back (see [`Bucket::refund`]).
-    pub(crate) fn refund(&self, slot: Slot, reserved: u64, cost: u32, quota: &Quota) {
+    pub(crate) fn refund(&self, slot: Slot, reserved: u64, increment: u64) {
         match slot {
-            Slot::Shared => self.shared.0.refund(reserved, cost, quota),
+            Slot::Shared => self.shared.0.refund(reserved, increment),
             Slot::Key(key) => {
                 if let Some(entry) = self.keys.pin().get(&key) {
-                    entry.bucket.refund(reserved, cost, &entry.quota);
+                    entry.bucket.refund(reserved, increment);
                 }
             }
         }
@@ -394,9 +396,10 @@ mod tests {
         let Decision::Admit { tat: second, .. } = store.decide_shared(0, 1, &q, u64::MAX) else {
             panic!()
         };
-        store.refund(Slot::Shared, first, 1, &q); // a later reservation exists: kept
+        let one = gcra::increment(1, &q);
+        store.refund(Slot::Shared, first, one); // a later reservation exists: kept
         assert_eq!(store.shared.0.tat.load(Ordering::Relaxed), second);
-        store.refund(Slot::Shared, second, 1, &q);
+        store.refund(Slot::Shared, second, one);
         assert_eq!(store.shared.0.tat.load(Ordering::Relaxed), first);
     }
 }

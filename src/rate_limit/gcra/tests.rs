@@ -116,8 +116,9 @@ fn wait_mode_reserves_when_the_wait_fits() {
 #[test]
 fn refund_only_when_no_later_reservation_exists() {
     let q = quota(10, 1_000, 1);
-    assert_eq!(refund(200 * MS, 200 * MS, 1, &q), Some(100 * MS));
-    assert_eq!(refund(300 * MS, 200 * MS, 1, &q), None);
+    let one = increment(1, &q);
+    assert_eq!(refund(200 * MS, 200 * MS, one), Some(100 * MS));
+    assert_eq!(refund(300 * MS, 200 * MS, one), None);
 }
 
 #[test]
