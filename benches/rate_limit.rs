@@ -20,7 +20,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::{Layer, Service, service_fn};
-use tower_rampart::clock::ManualClock;
+use tower_rampart::clock::{ManualClock, QuantaClock};
 use tower_rampart::rate_limit::RateLimitLayer;
 
 use poll::ready_now;
@@ -60,6 +60,15 @@ fn allowed(c: &mut Criterion) {
     let mut manual = layer.layer(bare());
     group.bench_function("rampart_layer_manual_clock", |b| {
         b.iter(|| ready_now(manual.call(black_box(1))).unwrap())
+    });
+
+    let layer = RateLimitLayer::per_second(UNLIMITED)
+        .with_clock(QuantaClock::new())
+        .build()
+        .unwrap();
+    let mut quanta = layer.layer(bare());
+    group.bench_function("rampart_layer_quanta_clock", |b| {
+        b.iter(|| ready_now(quanta.call(black_box(1))).unwrap())
     });
 
     let governor = governor::RateLimiter::direct(governor_quota(UNLIMITED));
@@ -167,6 +176,22 @@ fn keyed(c: &mut Criterion) {
         })
     });
 
+    let layer = RateLimitLayer::per_second(UNLIMITED)
+        .with_key(|n: &u32| Some(*n))
+        .with_clock(QuantaClock::new())
+        .build()
+        .unwrap();
+    let mut quanta = layer.layer(bare());
+    for key in 0..KEYS {
+        ready_now(quanta.call(key)).unwrap();
+    }
+    group.bench_function("rampart_layer_quanta_clock", |b| {
+        b.iter(|| {
+            n = (n + 1) % KEYS;
+            ready_now(quanta.call(black_box(n))).unwrap()
+        })
+    });
+
     let governor = governor::RateLimiter::keyed(governor_quota(UNLIMITED));
     for key in 0..KEYS {
         governor.check_key(&key).unwrap();
@@ -223,6 +248,22 @@ fn contention(c: &mut Criterion) {
 
     let layer = RateLimitLayer::per_second(UNLIMITED).build().unwrap();
     group.bench_function("rampart_layer", |b| {
+        b.iter_custom(|iters| {
+            let layer = layer.clone();
+            two_threads(iters, move |n| {
+                let mut svc = layer.layer(bare());
+                for i in 0..n {
+                    black_box(ready_now(svc.call(i as u32)).unwrap());
+                }
+            })
+        })
+    });
+
+    let layer = RateLimitLayer::per_second(UNLIMITED)
+        .with_clock(QuantaClock::new())
+        .build()
+        .unwrap();
+    group.bench_function("rampart_layer_quanta_clock", |b| {
         b.iter_custom(|iters| {
             let layer = layer.clone();
             two_threads(iters, move |n| {

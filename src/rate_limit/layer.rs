@@ -129,7 +129,7 @@ impl<P, C: Clock, H> RateLimitLayer<P, C, H> {
     where
         P: Partition<Req>,
     {
-        let now = self.limiter.since_epoch(self.limiter.clock.now());
+        let now = self.limiter.now();
         self.limiter.time_until_ready(&self.partition, req, now)
     }
 

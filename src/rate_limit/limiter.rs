@@ -172,7 +172,7 @@ impl<C: Clock> Limiter<C> {
         max_keys: u64,
         clock: C,
     ) -> Self {
-        let epoch = clock.now();
+        let epoch = clock.epoch();
         let refill = quota.refill_time();
         let sweep_every = refill.clamp(Duration::from_millis(100), Duration::from_secs(10));
         Self {
@@ -192,10 +192,15 @@ impl<C: Clock> Limiter<C> {
         }
     }
 
-    /// Nanoseconds since this limiter's epoch.
+    /// Now, in nanoseconds since this limiter's epoch: the one clock read of a decision.
     #[inline]
-    pub(crate) fn since_epoch(&self, now: Instant) -> u64 {
-        nanos(now.saturating_duration_since(self.epoch))
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.nanos_since(self.epoch)
+    }
+
+    /// The instant `at` nanoseconds after the epoch (for wait-mode deadlines).
+    pub(crate) fn instant_at(&self, at: u64) -> Instant {
+        self.epoch + Duration::from_nanos(at)
     }
 
     /// Decides `req` at `now` (ns since epoch); `with_state` asks for the bucket's state on
@@ -420,12 +425,7 @@ impl<C: Clock> Limiter<C> {
     }
 }
 
-/// Whole nanoseconds, saturating (no `u128` on the hot path).
-fn nanos(d: Duration) -> u64 {
-    d.as_secs()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::from(d.subsec_nanos()))
-}
+use crate::clock::duration_nanos as nanos;
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tower_service::Service;
 
@@ -97,8 +96,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let instant = self.limiter.clock.now();
-        let now = self.limiter.since_epoch(instant);
+        let now = self.limiter.now();
         let with_state = <H as Apply<S::Response>>::ACTIVE;
         match self.limiter.check(&self.partition, &req, now, with_state) {
             Verdict::Now(state) => {
@@ -114,7 +112,7 @@ where
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let guard = RefundGuard::new(Arc::clone(&self.limiter) as _, reservation);
                 ResponseFuture::waiting(
-                    instant + Duration::from_nanos(wait_nanos),
+                    self.limiter.instant_at(now.saturating_add(wait_nanos)),
                     ready,
                     req,
                     guard,
