@@ -18,9 +18,11 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant as StdInstant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use tower::{Layer, Service, service_fn};
-use tower_rampart::clock::{ManualClock, QuantaClock};
+use tower_rampart::BoxError;
+use tower_rampart::clock::{Clock, ManualClock, QuantaClock, TokioClock};
 use tower_rampart::rate_limit::RateLimitLayer;
 
 use poll::ready_now;
@@ -38,38 +40,93 @@ fn governor_quota(rate: u32) -> governor::Quota {
     governor::Quota::per_second(NonZeroU32::new(rate).unwrap())
 }
 
+/// The global limiter over the bare service, with `clock`.
+fn global<C: Clock>(clock: C) -> impl Service<u32, Response = u32, Error = BoxError> {
+    let layer = RateLimitLayer::per_second(UNLIMITED)
+        .with_clock(clock)
+        .build()
+        .unwrap();
+    layer.layer(bare())
+}
+
+/// One admitted call per iteration.
+fn admit_one<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S)
+where
+    S: Service<u32, Response = u32>,
+    S::Error: std::fmt::Debug,
+{
+    group.bench_function(name, |b| {
+        b.iter(|| ready_now(svc.call(black_box(1))).unwrap())
+    });
+}
+
+const KEYS: u32 = 10_000;
+
+/// A limiter keyed by the request, with `clock`, holding `KEYS` live keys.
+fn keyed_warm<C: Clock>(clock: C) -> impl Service<u32, Response = u32, Error = BoxError> {
+    let layer = RateLimitLayer::per_second(UNLIMITED)
+        .with_key(|n: &u32| Some(*n))
+        .with_clock(clock)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(bare());
+    for key in 0..KEYS {
+        ready_now(svc.call(key)).unwrap();
+    }
+    svc
+}
+
+/// One admitted call per iteration, cycling through the live keys.
+fn cycle_keys<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S)
+where
+    S: Service<u32, Response = u32>,
+    S::Error: std::fmt::Debug,
+{
+    let mut n = 0_u32;
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            n = (n + 1) % KEYS;
+            ready_now(svc.call(black_box(n))).unwrap()
+        })
+    });
+}
+
+/// One limiter with `clock`, a service per thread, two threads at once.
+fn share_two_threads<C: Clock>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, clock: C) {
+    let layer = RateLimitLayer::per_second(UNLIMITED)
+        .with_clock(clock)
+        .build()
+        .unwrap();
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let layer = layer.clone();
+            two_threads(iters, move |n| {
+                let mut svc = layer.layer(bare());
+                for i in 0..n {
+                    black_box(ready_now(svc.call(i as u32)).unwrap());
+                }
+            })
+        })
+    });
+}
+
 fn allowed(c: &mut Criterion) {
     let mut group = c.benchmark_group("rate_limit/allowed");
     group.throughput(Throughput::Elements(1));
 
-    let mut baseline = bare();
-    group.bench_function("baseline", |b| {
-        b.iter(|| ready_now(baseline.call(black_box(1))))
-    });
+    admit_one(&mut group, "baseline", bare());
 
-    let layer = RateLimitLayer::per_second(UNLIMITED).build().unwrap();
-    let mut rampart = layer.layer(bare());
-    group.bench_function("rampart_layer", |b| {
-        b.iter(|| ready_now(rampart.call(black_box(1))).unwrap())
-    });
-
-    let layer = RateLimitLayer::per_second(UNLIMITED)
-        .with_clock(ManualClock::new())
-        .build()
-        .unwrap();
-    let mut manual = layer.layer(bare());
-    group.bench_function("rampart_layer_manual_clock", |b| {
-        b.iter(|| ready_now(manual.call(black_box(1))).unwrap())
-    });
-
-    let layer = RateLimitLayer::per_second(UNLIMITED)
-        .with_clock(QuantaClock::new())
-        .build()
-        .unwrap();
-    let mut quanta = layer.layer(bare());
-    group.bench_function("rampart_layer_quanta_clock", |b| {
-        b.iter(|| ready_now(quanta.call(black_box(1))).unwrap())
-    });
+    admit_one(&mut group, "rampart_layer", global(TokioClock));
+    admit_one(
+        &mut group,
+        "rampart_layer_manual_clock",
+        global(ManualClock::new()),
+    );
+    admit_one(
+        &mut group,
+        "rampart_layer_quanta_clock",
+        global(QuantaClock::new()),
+    );
 
     let governor = governor::RateLimiter::direct(governor_quota(UNLIMITED));
     group.bench_function("governor_direct_check", |b| {
@@ -105,10 +162,7 @@ fn rejected(c: &mut Criterion) {
     let mut group = c.benchmark_group("rate_limit/rejected");
     group.throughput(Throughput::Elements(1));
 
-    let mut baseline = bare();
-    group.bench_function("baseline", |b| {
-        b.iter(|| ready_now(baseline.call(black_box(1))))
-    });
+    admit_one(&mut group, "baseline", bare());
 
     // Time stands still, so once the burst is spent every call is refused.
     let layer = RateLimitLayer::per_second(1)
@@ -132,70 +186,27 @@ fn rejected(c: &mut Criterion) {
 }
 
 fn keyed(c: &mut Criterion) {
-    const KEYS: u32 = 10_000;
     let mut group = c.benchmark_group("rate_limit/keyed_10k");
     group.throughput(Throughput::Elements(1));
 
-    let mut baseline = bare();
-    let mut n = 0_u32;
-    group.bench_function("baseline", |b| {
-        b.iter(|| {
-            n = (n + 1) % KEYS;
-            ready_now(baseline.call(black_box(n)))
-        })
-    });
-
-    let layer = RateLimitLayer::per_second(UNLIMITED)
-        .with_key(|n: &u32| Some(*n))
-        .build()
-        .unwrap();
-    let mut rampart = layer.layer(bare());
-    for key in 0..KEYS {
-        ready_now(rampart.call(key)).unwrap();
-    }
-    group.bench_function("rampart_layer", |b| {
-        b.iter(|| {
-            n = (n + 1) % KEYS;
-            ready_now(rampart.call(black_box(n))).unwrap()
-        })
-    });
-
-    let layer = RateLimitLayer::per_second(UNLIMITED)
-        .with_key(|n: &u32| Some(*n))
-        .with_clock(ManualClock::new())
-        .build()
-        .unwrap();
-    let mut manual = layer.layer(bare());
-    for key in 0..KEYS {
-        ready_now(manual.call(key)).unwrap();
-    }
-    group.bench_function("rampart_layer_manual_clock", |b| {
-        b.iter(|| {
-            n = (n + 1) % KEYS;
-            ready_now(manual.call(black_box(n))).unwrap()
-        })
-    });
-
-    let layer = RateLimitLayer::per_second(UNLIMITED)
-        .with_key(|n: &u32| Some(*n))
-        .with_clock(QuantaClock::new())
-        .build()
-        .unwrap();
-    let mut quanta = layer.layer(bare());
-    for key in 0..KEYS {
-        ready_now(quanta.call(key)).unwrap();
-    }
-    group.bench_function("rampart_layer_quanta_clock", |b| {
-        b.iter(|| {
-            n = (n + 1) % KEYS;
-            ready_now(quanta.call(black_box(n))).unwrap()
-        })
-    });
+    cycle_keys(&mut group, "baseline", bare());
+    cycle_keys(&mut group, "rampart_layer", keyed_warm(TokioClock));
+    cycle_keys(
+        &mut group,
+        "rampart_layer_manual_clock",
+        keyed_warm(ManualClock::new()),
+    );
+    cycle_keys(
+        &mut group,
+        "rampart_layer_quanta_clock",
+        keyed_warm(QuantaClock::new()),
+    );
 
     let governor = governor::RateLimiter::keyed(governor_quota(UNLIMITED));
     for key in 0..KEYS {
         governor.check_key(&key).unwrap();
     }
+    let mut n = 0_u32;
     group.bench_function("governor_keyed_check", |b| {
         b.iter(|| {
             n = (n + 1) % KEYS;
@@ -246,34 +257,8 @@ fn contention(c: &mut Criterion) {
         })
     });
 
-    let layer = RateLimitLayer::per_second(UNLIMITED).build().unwrap();
-    group.bench_function("rampart_layer", |b| {
-        b.iter_custom(|iters| {
-            let layer = layer.clone();
-            two_threads(iters, move |n| {
-                let mut svc = layer.layer(bare());
-                for i in 0..n {
-                    black_box(ready_now(svc.call(i as u32)).unwrap());
-                }
-            })
-        })
-    });
-
-    let layer = RateLimitLayer::per_second(UNLIMITED)
-        .with_clock(QuantaClock::new())
-        .build()
-        .unwrap();
-    group.bench_function("rampart_layer_quanta_clock", |b| {
-        b.iter_custom(|iters| {
-            let layer = layer.clone();
-            two_threads(iters, move |n| {
-                let mut svc = layer.layer(bare());
-                for i in 0..n {
-                    black_box(ready_now(svc.call(i as u32)).unwrap());
-                }
-            })
-        })
-    });
+    share_two_threads(&mut group, "rampart_layer", TokioClock);
+    share_two_threads(&mut group, "rampart_layer_quanta_clock", QuantaClock::new());
 
     let governor = Arc::new(governor::RateLimiter::direct(governor_quota(UNLIMITED)));
     group.bench_function("governor_direct_check", |b| {

@@ -159,8 +159,11 @@ async fn wait_mode_waits_for_its_slot_up_to_max_wait() {
     assert_eq!(assert_ready!(second.poll()).unwrap(), 2);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_cancelled_waiter_gives_its_slot_back() {
+/// A wait-mode limiter of one token per 100 ms whose token was just spent.
+async fn waiting_with_empty_bucket() -> (
+    RateLimitLayer,
+    impl Service<u32, Response = u32, Error = BoxError, Future: Send>,
+) {
     let layer = RateLimitLayer::per_second(10)
         .burst(1)
         .wait(Duration::from_secs(1))
@@ -168,6 +171,12 @@ async fn a_cancelled_waiter_gives_its_slot_back() {
         .unwrap();
     let mut svc = layer.layer(echo());
     svc.ready().await.unwrap().call(1).await.unwrap();
+    (layer, svc)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_waiter_gives_its_slot_back() {
+    let (layer, mut svc) = waiting_with_empty_bucket().await;
     let mut waiting = tokio_test::task::spawn(svc.ready().await.unwrap().call(2));
     assert_pending!(waiting.poll());
     assert_eq!(layer.time_until_ready(&0_u32), Duration::from_millis(200));
@@ -181,13 +190,7 @@ async fn a_cancelled_waiter_gives_its_slot_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_waiter_under_a_later_reservation_keeps_it_spent() {
-    let layer = RateLimitLayer::per_second(10)
-        .burst(1)
-        .wait(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let mut svc = layer.layer(echo());
-    svc.ready().await.unwrap().call(1).await.unwrap();
+    let (layer, mut svc) = waiting_with_empty_bucket().await;
     let mut second = tokio_test::task::spawn(svc.ready().await.unwrap().call(2));
     let mut third = tokio_test::task::spawn(svc.ready().await.unwrap().call(3));
     assert_pending!(second.poll());

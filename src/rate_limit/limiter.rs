@@ -223,18 +223,7 @@ impl<C: Clock> Limiter<C> {
         };
         let bucketing = partition.bucketing(req, &self.seed);
         match bucketing {
-            Bucketing::Global => {
-                let decision = self.store.decide_shared(now, cost, &self.quota, max_wait);
-                self.conclude(
-                    decision,
-                    Slot::Shared,
-                    &self.quota,
-                    bucketing,
-                    now,
-                    cost,
-                    with_state,
-                )
-            }
+            Bucketing::Global => self.decide_shared(bucketing, now, cost, max_wait, with_state),
             Bucketing::Key(hash) => {
                 let (slot, quota, decision) = self.store.decide_keyed(
                     hash,
@@ -250,16 +239,7 @@ impl<C: Clock> Limiter<C> {
                 self.warn_missing_key_once();
                 match self.missing {
                     MissingKey::Shared => {
-                        let decision = self.store.decide_shared(now, cost, &self.quota, max_wait);
-                        self.conclude(
-                            decision,
-                            Slot::Shared,
-                            &self.quota,
-                            bucketing,
-                            now,
-                            cost,
-                            with_state,
-                        )
+                        self.decide_shared(bucketing, now, cost, max_wait, with_state)
                     }
                     MissingKey::Allow => Verdict::Now(None),
                     MissingKey::Reject => {
@@ -273,6 +253,28 @@ impl<C: Clock> Limiter<C> {
                 }
             }
         }
+    }
+
+    /// Decides against the shared bucket with the limiter's own quota.
+    #[inline]
+    fn decide_shared(
+        &self,
+        bucketing: Bucketing,
+        now: u64,
+        cost: u32,
+        max_wait: u64,
+        with_state: bool,
+    ) -> Verdict {
+        let decision = self.store.decide_shared(now, cost, &self.quota, max_wait);
+        self.conclude(
+            decision,
+            Slot::Shared,
+            &self.quota,
+            bucketing,
+            now,
+            cost,
+            with_state,
+        )
     }
 
     /// Turns a bucket's decision into the verdict, with the transition bookkeeping.
