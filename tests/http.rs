@@ -263,3 +263,15 @@ async fn handlers_can_return_a_rejection_with_the_axum_feature() {
     assert_eq!(parts.headers[header::RETRY_AFTER], "2");
     assert_eq!(body, r#"{"error":"rate_limited","retry_after_s":2}"#);
 }
+
+proptest::proptest! {
+    /// `Retry-After` is never below 1, never below the wait, and less than a second above it.
+    #[test]
+    fn retry_after_is_the_wait_rounded_up_to_whole_seconds(nanos in 0_u64..=u64::MAX / 2) {
+        let wait = Duration::from_nanos(nanos);
+        let secs = tower_rampart::http::retry_after_secs(wait);
+        proptest::prop_assert!(secs >= 1);
+        proptest::prop_assert!(Duration::from_secs(secs) >= wait);
+        proptest::prop_assert!(secs == 1 || Duration::from_secs(secs - 1) < wait);
+    }
+}

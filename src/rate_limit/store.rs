@@ -430,6 +430,33 @@ mod loom_tests {
     }
 
     #[test]
+    fn loom_a_refund_never_undoes_a_later_reservation() {
+        loom::model(|| {
+            let quota = Quota::new(1, Duration::from_secs(1), 1).unwrap();
+            let bucket = Arc::new(Bucket::new());
+            let increment = gcra::increment(1, &quota);
+            // The bucket's token is spent; a waiter reserves the next slot.
+            bucket.decide(0, 1, &quota, 0);
+            let Some(Decision::Admit { tat: reserved, .. }) = bucket.decide(0, 1, &quota, u64::MAX)
+            else {
+                panic!("reservation fits")
+            };
+            let other = Arc::clone(&bucket);
+            // Concurrently: another request reserves after it, while the waiter is cancelled.
+            let t = loom::thread::spawn(move || other.decide(0, 1, &quota, u64::MAX));
+            bucket.refund(reserved, increment);
+            let later = t.join().unwrap();
+            let Some(Decision::Admit { tat: later_tat, .. }) = later else {
+                panic!()
+            };
+            let final_tat = bucket.tat.load(Ordering::Relaxed);
+            // Either the refund came first (the later request took the freed slot) or it lost
+            // to the later reservation and changed nothing. Never below the later one's slot.
+            assert_eq!(final_tat, later_tat);
+        });
+    }
+
+    #[test]
     fn loom_eviction_never_loses_a_concurrent_admission() {
         loom::model(|| {
             let quota = Quota::new(1, Duration::from_secs(1), 1).unwrap();

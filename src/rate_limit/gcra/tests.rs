@@ -236,3 +236,23 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `Quota::new` accepts exactly the configurations whose arithmetic is sound.
+    #[test]
+    fn quota_new_rejects_exactly_the_invalid_configs(
+        rate in prop_oneof![Just(0_u32), 1..=u32::MAX],
+        period_nanos in prop_oneof![Just(0_u64), 1..=u64::MAX],
+        burst in prop_oneof![Just(0_u32), 1..=u32::MAX],
+    ) {
+        let valid = rate > 0
+            && burst > 0
+            && period_nanos >= u64::from(rate)
+            && period_nanos
+                .div_ceil(u64::from(rate.max(1)))
+                .checked_mul(u64::from(burst))
+                .is_some_and(|t| t <= MAX_TOLERANCE_NANOS);
+        let built = Quota::new(rate, Duration::from_nanos(period_nanos), burst);
+        prop_assert_eq!(built.is_ok(), valid, "{:?}", built);
+    }
+}
