@@ -617,7 +617,7 @@ fn the_response_future_stays_small() {
     let mut svc = layer.layer(echo());
     let fut = svc.call(1);
     assert!(
-        std::mem::size_of_val(&fut) <= 96,
+        std::mem::size_of_val(&fut) <= 48,
         "{} bytes",
         std::mem::size_of_val(&fut)
     );

@@ -12,7 +12,7 @@ use tower_service::Service;
 use crate::BoxError;
 
 use super::headers::private::Apply;
-use super::limiter::{Admitted, Limiter, Reservation};
+use super::limiter::{Limiter, Reservation};
 
 /// Gives a wait-mode reservation back unless the request got to run.
 pub(crate) trait Refund: Send + Sync {
@@ -92,19 +92,19 @@ pin_project_lite::pin_project! {
     /// spent (the request was admitted). Dropping it while it waits (wait mode) returns the
     /// reserved slot when no later request has reserved after it, otherwise the slot stays
     /// spent: the limiter may under-admit, never over-admit.
-    pub struct ResponseFuture<F, S, Req, H> {
+    pub struct ResponseFuture<F, S, Req, H, K> {
         #[pin]
         state: State<F, S, Req>,
-        admitted: Option<Admitted>,
+        kept: K,
         headers: H,
     }
 }
 
-impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
-    pub(crate) fn called(future: F, admitted: Option<Admitted>, headers: H) -> Self {
+impl<F, S, Req, H, K> ResponseFuture<F, S, Req, H, K> {
+    pub(crate) fn called(future: F, kept: K, headers: H) -> Self {
         Self {
             state: State::Called { future },
-            admitted,
+            kept,
             headers,
         }
     }
@@ -117,7 +117,7 @@ impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
         service: S,
         request: Req,
         guard: RefundGuard,
-        admitted: Option<Admitted>,
+        kept: K,
         headers: H,
     ) -> Self {
         let wait = Box::pin(Wait {
@@ -128,21 +128,21 @@ impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
         });
         Self {
             state: State::Waiting { wait },
-            admitted,
+            kept,
             headers,
         }
     }
 
-    pub(crate) fn rejected(error: BoxError, headers: H) -> Self {
+    pub(crate) fn rejected(error: BoxError, kept: K, headers: H) -> Self {
         Self {
             state: State::Rejected { error: Some(error) },
-            admitted: None,
+            kept,
             headers,
         }
     }
 }
 
-impl<F, S, Req, H> fmt::Debug for ResponseFuture<F, S, Req, H> {
+impl<F, S, Req, H, K> fmt::Debug for ResponseFuture<F, S, Req, H, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Called { .. } => "called",
@@ -155,7 +155,7 @@ impl<F, S, Req, H> fmt::Debug for ResponseFuture<F, S, Req, H> {
     }
 }
 
-impl<F, S, Req, H, T, E> Future for ResponseFuture<F, S, Req, H>
+impl<F, S, Req, H, T, E> Future for ResponseFuture<F, S, Req, H, H::State>
 where
     S: Service<Req, Future = F, Response = T, Error = E>,
     F: Future<Output = Result<T, E>>,
@@ -170,9 +170,7 @@ where
             match this.state.as_mut().project() {
                 StateProj::Called { future } => {
                     let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if let Some(admitted) = this.admitted {
-                        this.headers.apply(admitted, &mut response);
-                    }
+                    this.headers.apply(this.kept, &mut response);
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Waiting { wait } => {

@@ -43,9 +43,13 @@ pub(crate) mod private {
     }
 
     pub trait Apply<Res>: Clone + Send + Sync + 'static {
-        /// `false` when `apply` does nothing, so the future need not keep the state.
+        /// `false` when `apply` does nothing, so the limiter need not compute the state.
         const ACTIVE: bool;
-        fn apply(&self, admitted: &Admitted, response: &mut Res);
+        /// What the response future keeps until the response arrives: nothing for
+        /// [`NoHeaders`], so its futures carry no state at all.
+        type State;
+        fn keep(admitted: Option<Admitted>) -> Self::State;
+        fn apply(&self, state: &Self::State, response: &mut Res);
     }
 
     impl WithPolicy for NoHeaders {
@@ -64,13 +68,21 @@ pub(crate) mod private {
 
     impl<Res> Apply<Res> for NoHeaders {
         const ACTIVE: bool = false;
+        type State = ();
         #[inline]
-        fn apply(&self, _: &Admitted, _: &mut Res) {}
+        fn keep(_: Option<Admitted>) {}
+        #[inline]
+        fn apply(&self, _: &(), _: &mut Res) {}
     }
 
     impl<B> Apply<Response<B>> for RateLimitHeaders {
         const ACTIVE: bool = true;
-        fn apply(&self, admitted: &Admitted, response: &mut Response<B>) {
+        type State = Option<Admitted>;
+        fn keep(admitted: Option<Admitted>) -> Option<Admitted> {
+            admitted
+        }
+        fn apply(&self, admitted: &Option<Admitted>, response: &mut Response<B>) {
+            let Some(admitted) = admitted else { return };
             crate::http::write_rate_limit_fields(
                 response.headers_mut(),
                 &self.policy,

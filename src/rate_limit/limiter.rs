@@ -365,7 +365,11 @@ impl<C: Clock> Limiter<C> {
         snapshot: Snapshot,
     ) -> crate::BoxError {
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        self.last_rejection.store(now, Ordering::Relaxed);
+        // Episode tracking needs millisecond precision at most: skip the shared write when
+        // the last refusal is that recent (most refusals come in bursts).
+        if now.saturating_sub(self.last_rejection.load(Ordering::Relaxed)) >= 1_000_000 {
+            self.last_rejection.store(now, Ordering::Relaxed);
+        }
         let retry_after = Duration::from_nanos(retry_after);
         let key_hash = match bucketing {
             Bucketing::Key(hash) => Some(hash),

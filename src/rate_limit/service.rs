@@ -89,7 +89,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, S, Req, H>;
+    type Future = ResponseFuture<S::Future, S, Req, H, <H as Apply<S::Response>>::State>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -100,7 +100,7 @@ where
         let with_state = <H as Apply<S::Response>>::ACTIVE;
         match self.limiter.check(&self.partition, &req, now, with_state) {
             Verdict::Now(state) => {
-                ResponseFuture::called(self.inner.call(req), state, self.headers.clone())
+                ResponseFuture::called(self.inner.call(req), H::keep(state), self.headers.clone())
             }
             Verdict::Later {
                 wait_nanos,
@@ -116,11 +116,13 @@ where
                     ready,
                     req,
                     guard,
-                    state,
+                    H::keep(state),
                     self.headers.clone(),
                 )
             }
-            Verdict::Reject(error) => ResponseFuture::rejected(error, self.headers.clone()),
+            Verdict::Reject(error) => {
+                ResponseFuture::rejected(error, H::keep(None), self.headers.clone())
+            }
         }
     }
 }
