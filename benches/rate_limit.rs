@@ -128,6 +128,19 @@ fn allowed(c: &mut Criterion) {
         global(QuantaClock::new()),
     );
 
+    // The raw decision, like for like with governor's `check`: no service around it.
+    let raw = RateLimitLayer::per_second(UNLIMITED).build().unwrap();
+    group.bench_function("rampart_check", |b| {
+        b.iter(|| raw.check(black_box(&())).unwrap())
+    });
+    let raw = RateLimitLayer::per_second(UNLIMITED)
+        .with_clock(QuantaClock::new())
+        .build()
+        .unwrap();
+    group.bench_function("rampart_check_quanta_clock", |b| {
+        b.iter(|| raw.check(black_box(&())).unwrap())
+    });
+
     let governor = governor::RateLimiter::direct(governor_quota(UNLIMITED));
     group.bench_function("governor_direct_check", |b| {
         b.iter(|| governor.check().unwrap())

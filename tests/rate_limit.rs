@@ -622,3 +622,29 @@ fn the_response_future_stays_small() {
         std::mem::size_of_val(&fut)
     );
 }
+
+#[test]
+fn the_raw_check_shares_buckets_with_the_layer_and_ignores_shadow_and_wait() {
+    let clock = ManualClock::new();
+    let layer = RateLimitLayer::per_second(10)
+        .burst(2)
+        .shadow()
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(echo());
+    assert!(layer.check(&0_u32).is_ok());
+    support::ready_now(svc.call(1)).unwrap(); // takes the second token
+    let refused = layer.check(&0_u32).unwrap_err(); // raw: refused despite shadow mode
+    assert_eq!(refused.retry_after(), Duration::from_millis(100));
+    assert!(
+        support::ready_now(svc.call(2)).is_ok(),
+        "the layer itself stays in shadow mode"
+    );
+    assert_eq!(layer.rejected_count(), 2);
+    let ((), allocations) = support::alloc::count(|| {
+        clock.advance(Duration::from_secs(1));
+        assert!(layer.check(&0_u32).is_ok());
+    });
+    assert_eq!(allocations, 0, "an admitted raw check allocates nothing");
+}

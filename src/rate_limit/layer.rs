@@ -12,8 +12,9 @@ use super::config::RateLimitBuilder;
 use super::gcra::Quota;
 use super::headers::NoHeaders;
 use super::key::{Global, Partition};
-use super::limiter::Limiter;
+use super::limiter::{Limiter, Verdict};
 use super::service::RateLimit;
+use crate::error::{RateLimited, Rejection};
 
 /// A token-bucket rate limiter as a Tower layer. See the [module docs](super).
 ///
@@ -131,6 +132,39 @@ impl<P, C: Clock, H> RateLimitLayer<P, C, H> {
     {
         let now = self.limiter.now();
         self.limiter.time_until_ready(&self.partition, req, now)
+    }
+
+    /// The raw decision: admits `req` now (taking its tokens) or refuses it, without a
+    /// service around it, like governor's `check`. Ignores the wait and shadow modes. Shares
+    /// the buckets, counters and events of the layer's services.
+    ///
+    /// # Errors
+    ///
+    /// The [`RateLimited`] rejection the layer would have answered with.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_rampart::{clock::ManualClock, rate_limit::RateLimitLayer};
+    ///
+    /// let limiter = RateLimitLayer::per_second(2).burst(1).with_clock(ManualClock::new()).build()?;
+    /// assert!(limiter.check(&()).is_ok());
+    /// let refused = limiter.check(&()).unwrap_err();
+    /// assert_eq!(refused.retry_after(), Duration::from_millis(500));
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn check<Req>(&self, req: &Req) -> Result<(), RateLimited>
+    where
+        P: Partition<Req>,
+    {
+        let now = self.limiter.now();
+        match self.limiter.check(&self.partition, req, now, false, true) {
+            Verdict::Now(_) | Verdict::Later { .. } => Ok(()),
+            Verdict::Reject(error) => match error.downcast::<Rejection>().map(|r| *r) {
+                Ok(Rejection::RateLimited(limited)) => Err(limited),
+                // The limiter refuses only with `RateLimited`.
+                _ => unreachable!("a rate limiter refuses with Rejection::RateLimited"),
+            },
+        }
     }
 
     /// How many requests this limiter has refused (or, in shadow mode, would have).

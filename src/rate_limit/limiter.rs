@@ -71,6 +71,14 @@ pub(crate) enum Verdict {
     Reject(crate::BoxError),
 }
 
+/// Where and what a decision was about.
+#[derive(Clone, Copy, Debug)]
+struct At {
+    now: u64,
+    cost: u32,
+    bucketing: Bucketing,
+}
+
 /// A wait-mode reservation to give back if the request is cancelled before it runs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Reservation {
@@ -204,7 +212,8 @@ impl<C: Clock> Limiter<C> {
     }
 
     /// Decides `req` at `now` (ns since epoch); `with_state` asks for the bucket's state on
-    /// admission (for headers), which costs a division.
+    /// admission (for headers), which costs a division. A `raw` decision ignores the wait and
+    /// shadow modes: it admits or refuses now.
     #[inline]
     pub(crate) fn check<Req, P: Partition<Req>>(
         &self,
@@ -212,18 +221,22 @@ impl<C: Clock> Limiter<C> {
         req: &Req,
         now: u64,
         with_state: bool,
+        raw: bool,
     ) -> Verdict {
+        let mode = if raw { Mode::Reject } else { self.mode };
         let cost = partition.cost(req);
         if cost == 0 {
             return Verdict::Now(None);
         }
-        let max_wait = match self.mode {
+        let max_wait = match mode {
             Mode::Wait(max) => max,
             Mode::Reject | Mode::Shadow => 0,
         };
         let bucketing = partition.bucketing(req, &self.seed);
         match bucketing {
-            Bucketing::Global => self.decide_shared(bucketing, now, cost, max_wait, with_state),
+            Bucketing::Global => {
+                self.decide_shared(mode, bucketing, now, cost, max_wait, with_state)
+            }
             Bucketing::Key(hash) => {
                 let (slot, quota, decision) = self.store.decide_keyed(
                     hash,
@@ -233,13 +246,18 @@ impl<C: Clock> Limiter<C> {
                     &self.quota,
                     max_wait,
                 );
-                self.conclude(decision, slot, &quota, bucketing, now, cost, with_state)
+                let at = At {
+                    now,
+                    cost,
+                    bucketing,
+                };
+                self.conclude(mode, decision, slot, &quota, at, with_state)
             }
             Bucketing::Missing => {
                 self.warn_missing_key_once();
                 match self.missing {
                     MissingKey::Shared => {
-                        self.decide_shared(bucketing, now, cost, max_wait, with_state)
+                        self.decide_shared(mode, bucketing, now, cost, max_wait, with_state)
                     }
                     MissingKey::Allow => Verdict::Now(None),
                     MissingKey::Reject => {
@@ -248,7 +266,14 @@ impl<C: Clock> Limiter<C> {
                             remaining: 0,
                             reset_nanos: refill,
                         };
-                        Verdict::Reject(self.refuse(now, bucketing, &self.quota, refill, snapshot))
+                        Verdict::Reject(self.refuse(
+                            mode,
+                            now,
+                            bucketing,
+                            &self.quota,
+                            refill,
+                            snapshot,
+                        ))
                     }
                 }
             }
@@ -259,6 +284,7 @@ impl<C: Clock> Limiter<C> {
     #[inline]
     fn decide_shared(
         &self,
+        mode: Mode,
         bucketing: Bucketing,
         now: u64,
         cost: u32,
@@ -266,28 +292,27 @@ impl<C: Clock> Limiter<C> {
         with_state: bool,
     ) -> Verdict {
         let decision = self.store.decide_shared(now, cost, &self.quota, max_wait);
-        self.conclude(
-            decision,
-            Slot::Shared,
-            &self.quota,
-            bucketing,
+        let at = At {
             now,
             cost,
-            with_state,
-        )
+            bucketing,
+        };
+        self.conclude(mode, decision, Slot::Shared, &self.quota, at, with_state)
     }
 
     /// Turns a bucket's decision into the verdict, with the transition bookkeeping.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     fn conclude(
         &self,
+        mode: Mode,
         decision: Decision,
         slot: Slot,
         quota: &Quota,
-        bucketing: Bucketing,
-        now: u64,
-        cost: u32,
+        At {
+            now,
+            cost,
+            bucketing,
+        }: At,
         with_state: bool,
     ) -> Verdict {
         match decision {
@@ -313,8 +338,8 @@ impl<C: Clock> Limiter<C> {
                 retry_after_nanos,
                 snapshot,
             } => {
-                let refused = self.refuse(now, bucketing, quota, retry_after_nanos, snapshot);
-                if self.mode == Mode::Shadow {
+                let refused = self.refuse(mode, now, bucketing, quota, retry_after_nanos, snapshot);
+                if mode == Mode::Shadow {
                     return Verdict::Now(with_state.then(|| Admitted::new(quota, snapshot)));
                 }
                 Verdict::Reject(refused)
@@ -358,6 +383,7 @@ impl<C: Clock> Limiter<C> {
 
     fn refuse(
         &self,
+        mode: Mode,
         now: u64,
         bucketing: Bucketing,
         quota: &Quota,
@@ -379,14 +405,14 @@ impl<C: Clock> Limiter<C> {
             rate_limit.policy = %self.policy,
             rate_limit.key_hash = key_hash,
             rate_limit.retry_after_ms = millis(retry_after),
-            rate_limit.shadow = self.mode == Mode::Shadow,
+            rate_limit.shadow = mode == Mode::Shadow,
             "request rate limited"
         );
         if !self.rejecting.load(Ordering::Relaxed) && !self.rejecting.swap(true, Ordering::Relaxed)
         {
             tracing::info!(
                 rate_limit.policy = %self.policy,
-                rate_limit.shadow = self.mode == Mode::Shadow,
+                rate_limit.shadow = mode == Mode::Shadow,
                 "rate limiter started rejecting"
             );
         }

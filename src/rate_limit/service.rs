@@ -98,7 +98,10 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let now = self.limiter.now();
         let with_state = <H as Apply<S::Response>>::ACTIVE;
-        match self.limiter.check(&self.partition, &req, now, with_state) {
+        match self
+            .limiter
+            .check(&self.partition, &req, now, with_state, false)
+        {
             Verdict::Now(state) => {
                 ResponseFuture::called(self.inner.call(req), H::keep(state), self.headers.clone())
             }
