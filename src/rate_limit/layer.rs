@@ -157,7 +157,10 @@ impl<P, C: Clock, H> RateLimitLayer<P, C, H> {
         P: Partition<Req>,
     {
         let now = self.limiter.now();
-        match self.limiter.check(&self.partition, req, now, false, true) {
+        match self
+            .limiter
+            .check::<true, _, _>(&self.partition, req, now, false)
+        {
             Verdict::Now(_) | Verdict::Later { .. } => Ok(()),
             Verdict::Reject(error) => match error.downcast::<Rejection>().map(|r| *r) {
                 Ok(Rejection::RateLimited(limited)) => Err(limited),

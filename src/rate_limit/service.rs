@@ -100,7 +100,7 @@ where
         let with_state = <H as Apply<S::Response>>::ACTIVE;
         match self
             .limiter
-            .check(&self.partition, &req, now, with_state, false)
+            .check::<false, _, _>(&self.partition, &req, now, with_state)
         {
             Verdict::Now(state) => {
                 ResponseFuture::called(self.inner.call(req), H::keep(state), self.headers.clone())
