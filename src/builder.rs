@@ -1,7 +1,7 @@
 //! [`ServiceBuilderExt`]: the rampart layers as `ServiceBuilder` methods.
 
 use tower::ServiceBuilder;
-#[cfg(feature = "http")]
+#[cfg(any(feature = "http", feature = "rate-limit"))]
 use tower::layer::util::Stack;
 
 mod sealed {
@@ -39,11 +39,45 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     fn rejection_response(self) -> ServiceBuilder<Stack<crate::http::RejectionResponseLayer, L>>;
+
+    /// Adds a built [`RateLimitLayer`](crate::rate_limit::RateLimitLayer). The limit's state
+    /// lives in the layer value, so every service this builder makes shares it.
+    ///
+    /// Not named `rate_limit`: `ServiceBuilder` has an inherent `rate_limit(num, per)` (tower's
+    /// own limiter, feature `limit`), and an inherent method silently wins over a trait method.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower::ServiceBuilder;
+    /// use tower_rampart::{ServiceBuilderExt, rate_limit::RateLimitLayer};
+    ///
+    /// let app: Router = Router::new().route("/", get(|| async { "ok" })).layer(
+    ///     ServiceBuilder::new()
+    ///         .rejection_response()
+    ///         .token_bucket(RateLimitLayer::per_second(50).burst(20).build()?),
+    /// );
+    /// # let _ = app;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+    fn token_bucket<P, C, H>(
+        self,
+        layer: crate::rate_limit::RateLimitLayer<P, C, H>,
+    ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer<P, C, H>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "http")]
     fn rejection_response(self) -> ServiceBuilder<Stack<crate::http::RejectionResponseLayer, L>> {
         self.layer(crate::http::RejectionResponseLayer::new())
+    }
+
+    #[cfg(feature = "rate-limit")]
+    fn token_bucket<P, C, H>(
+        self,
+        layer: crate::rate_limit::RateLimitLayer<P, C, H>,
+    ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer<P, C, H>, L>> {
+        self.layer(layer)
     }
 }

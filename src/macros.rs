@@ -1,5 +1,8 @@
 //! Internal macros shared by the wrappers.
 
+// Used by every wrapper; a build with no layer and no `http` feature has none.
+#![allow(unused_macros, unused_imports)]
+
 /// `get_ref`, `get_mut` and `into_inner` for a wrapper whose wrapped service is the field
 /// `inner`. Invoke inside an `impl<S, ..> Wrapper<S, ..>` block.
 macro_rules! inner_accessors {
