@@ -195,32 +195,43 @@ pub(crate) fn write_rate_limit_fields(
     reset: Duration,
 ) {
     let window = ceil_secs(window).max(1);
-    let quota = format!("{};q={limit};w={window}", SfString(policy));
-    let state = format!("{};r={remaining};t={}", SfString(policy), ceil_secs(reset));
+    // By hand into exact-size buffers: under a flood, building 429s is the hot path, and
+    // `format!` through `Display` cost most of it.
+    let quota = field(policy, b";q=", limit, b";w=", window);
+    let state = field(policy, b";r=", remaining, b";t=", ceil_secs(reset));
     if let (Ok(quota), Ok(state)) = (
-        HeaderValue::from_maybe_shared(Bytes::from(quota)),
-        HeaderValue::from_maybe_shared(Bytes::from(state)),
+        HeaderValue::from_maybe_shared(quota),
+        HeaderValue::from_maybe_shared(state),
     ) {
         headers.insert(RATELIMIT_POLICY, quota);
         headers.insert(RATELIMIT, state);
     }
 }
 
-/// A structured-field string (RFC 8941 §3.3.3): quoted, `"` and `\` escaped, and any
-/// character outside printable ASCII dropped so the header stays valid.
-struct SfString<'a>(&'a str);
-
-impl fmt::Display for SfString<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_char('"')?;
-        for c in self.0.chars().filter(|c| (' '..='~').contains(c)) {
-            if c == '"' || c == '\\' {
-                f.write_char('\\')?;
-            }
-            f.write_char(c)?;
+/// `"policy"<k1><v1><k2><v2>`: a structured-field string (RFC 8941 §3.3.3, `"` and `\`
+/// escaped, anything outside printable ASCII dropped so the header stays valid) followed by
+/// two integer parameters.
+fn field(policy: &str, k1: &[u8], v1: u64, k2: &[u8], v2: u64) -> Bytes {
+    let (mut n1, mut n2) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (v1, v2) = (n1.format(v1).as_bytes(), n2.format(v2).as_bytes());
+    let mut out =
+        Vec::with_capacity(policy.len() * 2 + 2 + k1.len() + v1.len() + k2.len() + v2.len());
+    out.push(b'"');
+    for &b in policy
+        .as_bytes()
+        .iter()
+        .filter(|b| (b' '..=b'~').contains(b))
+    {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
         }
-        f.write_char('"')
+        out.push(b);
     }
+    out.push(b'"');
+    for part in [k1, v1, k2, v2] {
+        out.extend_from_slice(part);
+    }
+    Bytes::from(out)
 }
 
 /// A JSON string literal, escaped per RFC 8259.
@@ -297,12 +308,15 @@ impl RejectionBody for JsonBody {
     fn render(&self, rejection: &Rejection, headers: &mut HeaderMap) -> Bytes {
         headers.insert(CONTENT_TYPE, APPLICATION_JSON);
         let mut json = String::with_capacity(64);
-        // Writing to a String cannot fail.
-        let _ = write!(json, r#"{{"error":"{}""#, rejection.code());
+        json.push_str(r#"{"error":""#);
+        json.push_str(rejection.code());
+        json.push('"');
         if let Some(wait) = rejection.retry_after() {
-            let _ = write!(json, r#","retry_after_s":{}"#, retry_after_secs(wait));
+            json.push_str(r#","retry_after_s":"#);
+            json.push_str(itoa::Buffer::new().format(retry_after_secs(wait)));
         }
         if let Rejection::PartFailed(failed) = rejection {
+            // Writing to a String cannot fail.
             let _ = write!(json, r#","part":{}"#, JsonString(failed.part()));
         }
         json.push('}');
@@ -328,7 +342,8 @@ where
     B: From<Bytes>,
     M: RejectionBody,
 {
-    let mut headers = HeaderMap::new();
+    // Room for the rejection's headers and a content type: no regrowth.
+    let mut headers = HeaderMap::with_capacity(6);
     rejection.write_headers(&mut headers);
     let bytes = body.render(rejection, &mut headers);
     let mut response = Response::new(B::from(bytes));
