@@ -14,7 +14,7 @@ use super::headers::NoHeaders;
 use super::key::{Global, Partition};
 use super::limiter::{Limiter, Verdict};
 use super::service::RateLimit;
-use crate::error::{RateLimited, Rejection};
+use crate::error::RateLimited;
 
 /// A token-bucket rate limiter as a Tower layer. See the [module docs](super).
 ///
@@ -162,11 +162,7 @@ impl<P, C: Clock, H> RateLimitLayer<P, C, H> {
             .check::<true, _, _>(&self.partition, req, now, false)
         {
             Verdict::Now(_) | Verdict::Later { .. } => Ok(()),
-            Verdict::Reject(error) => match error.downcast::<Rejection>().map(|r| *r) {
-                Ok(Rejection::RateLimited(limited)) => Err(limited),
-                // The limiter refuses only with `RateLimited`.
-                _ => unreachable!("a rate limiter refuses with Rejection::RateLimited"),
-            },
+            Verdict::Reject(refusal) => Err(self.limiter.rejection(refusal)),
         }
     }
 

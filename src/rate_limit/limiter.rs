@@ -67,8 +67,16 @@ pub(crate) enum Verdict {
         reservation: Reservation,
         state: Option<Admitted>,
     },
-    /// Refuse with this (already boxed) rejection.
-    Reject(crate::BoxError),
+    /// Refuse; [`Limiter::rejection`] turns this into the rejection. Plain data, so the raw
+    /// [`check`](super::RateLimitLayer::check) refuses without allocating.
+    Reject(Refusal),
+}
+
+/// Why a request was refused: the wait and the bucket's state at that moment.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Refusal {
+    retry_after_nanos: u64,
+    bucket: Admitted,
 }
 
 /// Where and what a decision was about.
@@ -391,13 +399,17 @@ impl<C: Clock> Limiter<C> {
         quota: &Quota,
         retry_after: u64,
         snapshot: Snapshot,
-    ) -> crate::BoxError {
+    ) -> Refusal {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         // Episode tracking needs millisecond precision at most: skip the shared write when
         // the last refusal is that recent (most refusals come in bursts).
         if now.saturating_sub(self.last_rejection.load(Ordering::Relaxed)) >= 1_000_000 {
             self.last_rejection.store(now, Ordering::Relaxed);
         }
+        let refusal = Refusal {
+            retry_after_nanos: retry_after,
+            bucket: Admitted::new(quota, snapshot),
+        };
         let retry_after = Duration::from_nanos(retry_after);
         let key_hash = match bucketing {
             Bucketing::Key(hash) => Some(hash),
@@ -418,18 +430,19 @@ impl<C: Clock> Limiter<C> {
                 "rate limiter started rejecting"
             );
         }
-        Box::new(crate::Rejection::from(
-            RateLimited::new(retry_after)
-                .with_quota(
-                    self.policy.clone(),
-                    u64::from(quota.burst()),
-                    quota.refill_time(),
-                )
-                .with_remaining(
-                    snapshot.remaining,
-                    Duration::from_nanos(snapshot.reset_nanos),
-                ),
-        ))
+        refusal
+    }
+
+    /// The rejection for `refusal`, under this limiter's policy name.
+    pub(crate) fn rejection(&self, refusal: Refusal) -> RateLimited {
+        let bucket = refusal.bucket;
+        RateLimited::new(Duration::from_nanos(refusal.retry_after_nanos))
+            .with_quota(
+                self.policy.clone(),
+                u64::from(bucket.limit()),
+                bucket.window(),
+            )
+            .with_remaining(bucket.remaining(), bucket.reset())
     }
 
     #[inline]

@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use crate::BoxError;
 use crate::clock::{Clock, TokioClock};
+use crate::{BoxError, Rejection};
 
 use super::future::{RefundGuard, ResponseFuture};
 use super::headers::{NoHeaders, ResponseHeaders, private::Apply};
@@ -123,8 +123,9 @@ where
                     self.headers.clone(),
                 )
             }
-            Verdict::Reject(error) => {
-                ResponseFuture::rejected(error, H::keep(None), self.headers.clone())
+            Verdict::Reject(refusal) => {
+                let rejection = Rejection::from(self.limiter.rejection(refusal));
+                ResponseFuture::rejected(Box::new(rejection), H::keep(None), self.headers.clone())
             }
         }
     }
