@@ -71,6 +71,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+#[cfg(any(feature = "rate-limit", feature = "circuit-breaker"))]
+mod key;
 mod macros;
 mod sync;
 

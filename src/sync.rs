@@ -9,12 +9,12 @@
 #[allow(unused_imports)]
 pub(crate) use loom::sync::{
     Arc,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
 };
 // A build with only some features uses only some of these.
 #[cfg(not(all(test, tower_rampart_loom)))]
 #[allow(unused_imports)]
 pub(crate) use std::sync::{
     Arc,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
 };

@@ -17,3 +17,23 @@
 //!
 //! A call whose future is dropped before it completes is neutral: neither success nor
 //! failure, and a half-open probe slot it held is returned.
+
+mod breaker;
+mod classify;
+mod config;
+mod fallback;
+mod layer;
+mod service;
+mod state;
+mod window;
+
+pub mod future;
+
+pub use crate::key::KeyFn;
+pub use breaker::{Keyed, Select, Single, UpstreamHost};
+pub use classify::{Classify, ErrorsFail, HttpClassifier, Outcome};
+pub use config::{ByKey, CircuitBreakerBuilder};
+pub use fallback::{Fallback, FallbackFn, FallbackService, Oneshot, Reject};
+pub use layer::{CircuitBreakerHandle, CircuitBreakerLayer};
+pub use service::CircuitBreaker;
+pub use state::{CircuitState, Metrics, Transition};

@@ -5,7 +5,7 @@
 //! stores a 64-bit keyed hash (SipHash with a per-limiter random seed), never the key itself,
 //! so a `String` API key costs no allocation per request and 8 bytes per bucket.
 
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 
 use foldhash::quality::RandomState;
 use std::net::{IpAddr, SocketAddr};
@@ -15,47 +15,7 @@ use ipnet::IpNet;
 
 use super::gcra::Quota;
 
-/// Extracts the rate-limiting key of a request.
-///
-/// Implemented for closures `Fn(&Req) -> Option<K>` with `K: Hash`, and by [`PeerIp`],
-/// [`ClientIp`] and [`HeaderKey`] for `http::Request`s. The key may borrow from the request.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_rampart::rate_limit::RateLimitLayer;
-///
-/// // Limit per tenant, read from the request itself.
-/// struct Job { tenant: u32 }
-/// let layer = RateLimitLayer::per_second(10)
-///     .with_key(|job: &Job| Some(job.tenant))
-///     .build()?;
-/// # let _ = layer;
-/// # Ok::<(), tower_rampart::ConfigError>(())
-/// ```
-pub trait KeyFn<Req>: Clone + Send + Sync + 'static {
-    /// The key; only its hash is kept.
-    type Key<'r>: Hash
-    where
-        Req: 'r;
-
-    /// The key of `req`, or `None` when it has none.
-    fn key<'r>(&self, req: &'r Req) -> Option<Self::Key<'r>>;
-}
-
-impl<F, Req, K> KeyFn<Req> for F
-where
-    F: Fn(&Req) -> Option<K> + Clone + Send + Sync + 'static,
-    K: Hash,
-{
-    type Key<'r>
-        = K
-    where
-        Req: 'r;
-
-    fn key(&self, req: &Req) -> Option<K> {
-        self(req)
-    }
-}
+pub use crate::key::KeyFn;
 
 /// The peer's IP address: the TCP connection's remote address.
 ///

@@ -5,9 +5,9 @@
 //! in-memory store is synchronous, lock-free and allocation-free except when a new key is
 //! inserted.
 
-use std::hash::{BuildHasher, Hasher};
-
 use crate::sync::{AtomicU64, Ordering};
+
+use crate::key::PassThrough;
 
 use super::gcra::{self, Decision, Quota};
 
@@ -97,35 +97,6 @@ impl Bucket {
 struct Entry {
     bucket: Bucket,
     quota: Quota,
-}
-
-/// Key hashes are already uniform 64-bit values: the map uses them as they are.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct PassThrough;
-
-impl BuildHasher for PassThrough {
-    type Hasher = PassThroughHasher;
-    fn build_hasher(&self) -> PassThroughHasher {
-        PassThroughHasher(0)
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are stored; fold anything else in anyway.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// Which bucket a decision used, so a cancelled reservation can find it again.

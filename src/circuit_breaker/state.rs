@@ -1,0 +1,867 @@
+//! The breaker's state machine over plain integers: no tokio, no tower.
+//!
+//! Time is nanoseconds since the breaker's epoch, passed in by the caller. The whole state
+//! lives in one `AtomicU64` word (phase, generation, half-open probe counts) plus a tagged
+//! deadline word, so every transition is a single compare-and-swap and exactly one thread
+//! wins it.
+//!
+//! ```text
+//! word:     | generation (29) | probes passed (16) | probes issued (16) | phase (3) |
+//! deadline: | generation tag (16) | deadline, ms since epoch (48)                   |
+//! ```
+//!
+//! The deadline is the end of the open time (open) or the probes' deadline (half-open). It is
+//! written just after the word by the thread that won the transition and carries that
+//! transition's generation, so a reader never acts on a deadline of an earlier state: until
+//! the tag matches, the new state counts as just entered.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sync::{AtomicU64, Ordering};
+
+use super::classify::Outcome;
+use super::window::{CountWindow, FAILED, SLOW, Tally, TimeWindow};
+
+/// Where a breaker is in its cycle.
+///
+/// ```
+/// use tower_rampart::circuit_breaker::CircuitState;
+///
+/// assert_eq!(CircuitState::HalfOpen.as_str(), "half_open");
+/// assert!(CircuitState::ForcedOpen.rejects());
+/// assert!(!CircuitState::Disabled.rejects());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CircuitState {
+    /// Calls pass; outcomes are recorded and may trip the breaker.
+    Closed,
+    /// Calls are rejected until the open time ends.
+    Open,
+    /// A fixed number of probe calls pass; the rest are rejected.
+    HalfOpen,
+    /// Held open through the handle: every call is rejected until the handle releases it.
+    ForcedOpen,
+    /// Held closed through the handle: every call passes and is counted, nothing trips.
+    Disabled,
+}
+
+impl CircuitState {
+    /// A stable snake_case name, for logs, metrics and health endpoints.
+    ///
+    /// ```
+    /// # use tower_rampart::circuit_breaker::CircuitState;
+    /// assert_eq!(CircuitState::ForcedOpen.as_str(), "forced_open");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+            Self::ForcedOpen => "forced_open",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    /// Whether calls are rejected in this state (half-open rejects all but its probes).
+    ///
+    /// ```
+    /// # use tower_rampart::circuit_breaker::CircuitState;
+    /// assert!(CircuitState::Open.rejects());
+    /// assert!(!CircuitState::Closed.rejects());
+    /// ```
+    pub const fn rejects(self) -> bool {
+        matches!(self, Self::Open | Self::ForcedOpen)
+    }
+
+    const fn code(self) -> u64 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+            Self::ForcedOpen => 3,
+            Self::Disabled => 4,
+        }
+    }
+
+    const fn from_code(code: u64) -> Self {
+        match code {
+            1 => Self::Open,
+            2 => Self::HalfOpen,
+            3 => Self::ForcedOpen,
+            4 => Self::Disabled,
+            _ => Self::Closed,
+        }
+    }
+}
+
+impl fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A change of state, as passed to an `on_state_change` callback.
+///
+/// ```
+/// use tower_rampart::circuit_breaker::{CircuitBreakerLayer, CircuitState};
+/// use std::sync::{Arc, Mutex};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let log = Arc::clone(&seen);
+/// let layer = CircuitBreakerLayer::builder()
+///     .name("payments")
+///     .on_state_change(move |t| log.lock().unwrap().push((t.name().to_owned(), t.from(), t.to())))
+///     .build()?;
+/// layer.handle().force_open();
+/// assert_eq!(
+///     seen.lock().unwrap()[0],
+///     ("payments".to_owned(), CircuitState::Closed, CircuitState::ForcedOpen)
+/// );
+/// # Ok::<(), tower_rampart::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Transition<'a> {
+    name: &'a str,
+    from: CircuitState,
+    to: CircuitState,
+    open_for: Option<Duration>,
+}
+
+impl Transition<'_> {
+    /// The breaker's name (with the key, for a keyed breaker).
+    ///
+    /// See [`Transition`] for an example.
+    pub const fn name(&self) -> &str {
+        self.name
+    }
+
+    /// The state left.
+    ///
+    /// See [`Transition`] for an example.
+    pub const fn from(&self) -> CircuitState {
+        self.from
+    }
+
+    /// The state entered.
+    ///
+    /// See [`Transition`] for an example.
+    pub const fn to(&self) -> CircuitState {
+        self.to
+    }
+
+    /// For a transition to [`Open`](CircuitState::Open): how long it stays open (after backoff
+    /// and jitter).
+    ///
+    /// ```
+    /// # use tower_rampart::circuit_breaker::{CircuitBreakerLayer, CircuitState};
+    /// # use std::sync::{Arc, Mutex};
+    /// let opened = Arc::new(Mutex::new(None));
+    /// let slot = Arc::clone(&opened);
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .on_state_change(move |t| *slot.lock().unwrap() = Some(t.open_for()))
+    ///     .build()?;
+    /// layer.handle().force_open();
+    /// assert_eq!(*opened.lock().unwrap(), Some(None)); // forced open has no end
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub const fn open_for(&self) -> Option<Duration> {
+        self.open_for
+    }
+}
+
+/// The callback type of `on_state_change`.
+pub(crate) type OnChange = Arc<dyn Fn(&Transition<'_>) + Send + Sync>;
+
+/// The trip and recovery rules, validated by the builder.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    /// Open after this many failures in a row.
+    pub(crate) consecutive: Option<u64>,
+    /// Open when failures / calls ≥ this many parts per million.
+    pub(crate) failure_ppm: Option<u64>,
+    /// Open when slow calls / calls ≥ this many parts per million.
+    pub(crate) slow_ppm: Option<u64>,
+    /// A call taking at least this long (ns) is slow.
+    pub(crate) slow_after: Option<u64>,
+    /// No rate policy trips before the window holds this many calls.
+    pub(crate) minimum_calls: u64,
+    pub(crate) window: Window,
+    /// Open time of the first trip (ns).
+    pub(crate) open_for: u64,
+    /// Upper bound of the open time under backoff (ns).
+    pub(crate) max_open_for: u64,
+    /// Growth of the open time per consecutive trip (1 = none).
+    pub(crate) backoff: u32,
+    /// Random extra open time, as parts per million of the open time.
+    pub(crate) jitter_ppm: u64,
+    /// Calls admitted in half-open.
+    pub(crate) probes: u64,
+    /// How long the probes may take before they count as failed (ns).
+    pub(crate) probe_timeout: u64,
+}
+
+/// The window of the rate-based policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Window {
+    /// The last `n` calls.
+    Count(usize),
+    /// The last `buckets × width` ns.
+    Time { width: u64, buckets: usize },
+}
+
+impl Policy {
+    fn rated(&self) -> bool {
+        self.failure_ppm.is_some() || self.slow_ppm.is_some()
+    }
+
+    fn trips(&self, tally: Tally) -> bool {
+        if tally.calls == 0 || tally.calls < self.minimum_calls {
+            return false;
+        }
+        let over = |count: u64, ppm: Option<u64>| {
+            ppm.is_some_and(|ppm| {
+                u128::from(count) * 1_000_000 >= u128::from(ppm) * u128::from(tally.calls)
+            })
+        };
+        over(tally.failures, self.failure_ppm) || over(tally.slow, self.slow_ppm)
+    }
+
+    /// The open time of the `trip`-th consecutive trip (0 for the first), before jitter.
+    fn open_time(&self, trip: u64) -> u64 {
+        let mut open = self.open_for;
+        for _ in 0..trip.min(64) {
+            if open >= self.max_open_for {
+                break;
+            }
+            open = open.saturating_mul(u64::from(self.backoff));
+        }
+        open.min(self.max_open_for.max(self.open_for))
+    }
+}
+
+// Layout of the state word.
+const PHASE_MASK: u64 = 0b111;
+const ISSUED_SHIFT: u32 = 3;
+const PASSED_SHIFT: u32 = 19;
+const COUNT_MASK: u64 = 0xFFFF;
+const GEN_SHIFT: u32 = 35;
+const GEN_MASK: u64 = (1 << 29) - 1;
+/// Largest number of half-open probes the word can count.
+pub(crate) const MAX_PROBES: u64 = COUNT_MASK;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Word(u64);
+
+impl Word {
+    const fn new(phase: CircuitState, generation: u64, issued: u64, passed: u64) -> Self {
+        Self(
+            phase.code()
+                | (issued & COUNT_MASK) << ISSUED_SHIFT
+                | (passed & COUNT_MASK) << PASSED_SHIFT
+                | (generation & GEN_MASK) << GEN_SHIFT,
+        )
+    }
+    const fn phase(self) -> CircuitState {
+        CircuitState::from_code(self.0 & PHASE_MASK)
+    }
+    const fn generation(self) -> u64 {
+        self.0 >> GEN_SHIFT
+    }
+    const fn issued(self) -> u64 {
+        (self.0 >> ISSUED_SHIFT) & COUNT_MASK
+    }
+    const fn passed(self) -> u64 {
+        (self.0 >> PASSED_SHIFT) & COUNT_MASK
+    }
+    /// The word of the next state, one generation on.
+    const fn next(self, phase: CircuitState, issued: u64) -> Self {
+        Self::new(phase, self.generation() + 1, issued, 0)
+    }
+}
+
+const TAG_SHIFT: u32 = 48;
+const MS: u64 = 1_000_000;
+
+const fn tagged(generation: u64, at_ns: u64) -> u64 {
+    let ms = at_ns.div_ceil(MS);
+    let ms = if ms > (1 << TAG_SHIFT) - 1 {
+        (1 << TAG_SHIFT) - 1
+    } else {
+        ms
+    };
+    ((generation & 0xFFFF) << TAG_SHIFT) | ms
+}
+
+/// A call's claim on the breaker, from admission to outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    generation: u64,
+    probe: bool,
+    /// When the call started (ns), if slow calls are detected.
+    pub(crate) start: u64,
+}
+
+/// The answer to "may this call go through now?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Admit(Ticket),
+    /// Rejected; the breaker expects to admit a probe in this many ns.
+    Reject {
+        retry_after: u64,
+    },
+}
+
+/// Counters of one lane, on their own cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Counters {
+    successes: AtomicU64,
+    failures: AtomicU64,
+    ignored: AtomicU64,
+    slow: AtomicU64,
+    rejected: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedU64(AtomicU64);
+
+/// A snapshot of a breaker's counters since it was built.
+///
+/// ```
+/// use tower_rampart::circuit_breaker::CircuitBreakerLayer;
+///
+/// let layer = CircuitBreakerLayer::builder().build()?;
+/// let metrics = layer.handle().metrics();
+/// assert_eq!(metrics.calls(), 0);
+/// assert_eq!(metrics.rejected(), 0);
+/// # Ok::<(), tower_rampart::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    successes: u64,
+    failures: u64,
+    ignored: u64,
+    slow: u64,
+    rejected: u64,
+    transitions: u64,
+}
+
+impl Metrics {
+    /// Completed calls: successes, failures and ignored outcomes.
+    ///
+    /// ```
+    /// # use tower_rampart::circuit_breaker::CircuitBreakerLayer;
+    /// # let layer = CircuitBreakerLayer::builder().build()?;
+    /// let m = layer.handle().metrics();
+    /// assert_eq!(m.calls(), m.successes() + m.failures() + m.ignored());
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub const fn calls(&self) -> u64 {
+        self.successes + self.failures + self.ignored
+    }
+    /// Calls classified as successes (slow ones included).
+    ///
+    /// See [`calls`](Self::calls) for an example.
+    pub const fn successes(&self) -> u64 {
+        self.successes
+    }
+    /// Calls classified as failures.
+    ///
+    /// See [`calls`](Self::calls) for an example.
+    pub const fn failures(&self) -> u64 {
+        self.failures
+    }
+    /// Calls the classifier ignored (neutral outcomes). Dropped calls are not counted.
+    ///
+    /// See [`calls`](Self::calls) for an example.
+    pub const fn ignored(&self) -> u64 {
+        self.ignored
+    }
+    /// Calls at or over the slow-call threshold (also counted as successes or failures).
+    ///
+    /// ```
+    /// # use tower_rampart::circuit_breaker::CircuitBreakerLayer;
+    /// # let layer = CircuitBreakerLayer::builder().build()?;
+    /// assert_eq!(layer.handle().metrics().slow(), 0);
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub const fn slow(&self) -> u64 {
+        self.slow
+    }
+    /// Calls rejected without reaching the inner service.
+    ///
+    /// See [`Metrics`] for an example.
+    pub const fn rejected(&self) -> u64 {
+        self.rejected
+    }
+    /// State changes since the breaker was built.
+    ///
+    /// ```
+    /// # use tower_rampart::circuit_breaker::CircuitBreakerLayer;
+    /// # let layer = CircuitBreakerLayer::builder().build()?;
+    /// layer.handle().force_open();
+    /// layer.handle().reset();
+    /// assert_eq!(layer.handle().metrics().transitions(), 2);
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub const fn transitions(&self) -> u64 {
+        self.transitions
+    }
+}
+
+/// One breaker's shared state.
+pub(crate) struct Core {
+    word: AtomicU64,
+    deadline: AtomicU64,
+    consecutive: PaddedU64,
+    /// Trips since the breaker last closed: the exponent of the backoff.
+    trips: AtomicU64,
+    transitions: AtomicU64,
+    count: Option<CountWindow>,
+    time: Option<TimeWindow>,
+    counters: Box<[Counters]>,
+    policy: Policy,
+    name: Cow<'static, str>,
+    on_change: Option<OnChange>,
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    pub(crate) fn new(
+        policy: Policy,
+        lanes: usize,
+        name: Cow<'static, str>,
+        on_change: Option<OnChange>,
+    ) -> Self {
+        let lanes = lanes.max(1);
+        let (count, time) = match (policy.rated(), policy.window) {
+            (false, _) => (None, None),
+            (true, Window::Count(n)) => (Some(CountWindow::new(n)), None),
+            (true, Window::Time { width, buckets }) => {
+                (None, Some(TimeWindow::new(width, buckets, lanes)))
+            }
+        };
+        Self {
+            word: AtomicU64::new(Word::new(CircuitState::Closed, 0, 0, 0).0),
+            deadline: AtomicU64::new(0),
+            consecutive: PaddedU64::default(),
+            trips: AtomicU64::new(0),
+            transitions: AtomicU64::new(0),
+            count,
+            time,
+            counters: (0..lanes).map(|_| Counters::default()).collect(),
+            policy,
+            name,
+            on_change,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether calls need their start time (slow-call detection).
+    pub(crate) fn needs_start(&self) -> bool {
+        self.policy.slow_after.is_some()
+    }
+
+    pub(crate) fn state(&self) -> CircuitState {
+        self.load().phase()
+    }
+
+    fn load(&self) -> Word {
+        Word(self.word.load(Ordering::Acquire))
+    }
+
+    fn lane(&self, lane: usize) -> &Counters {
+        &self.counters[lane % self.counters.len()]
+    }
+
+    /// The deadline of the state entered at `generation`, if already published.
+    fn deadline_of(&self, generation: u64) -> Option<u64> {
+        let deadline = self.deadline.load(Ordering::Acquire);
+        (deadline >> TAG_SHIFT == generation & 0xFFFF)
+            .then(|| (deadline & ((1 << TAG_SHIFT) - 1)) * MS)
+    }
+
+    /// Decides whether a call may go through. `now` is read at most once, and only when the
+    /// breaker is not closed.
+    pub(crate) fn admit(
+        &self,
+        lane: usize,
+        start: Option<u64>,
+        now: impl Fn() -> u64,
+    ) -> Admission {
+        let mut read = start;
+        let mut now = || *read.get_or_insert_with(&now);
+        let mut word = self.load();
+        loop {
+            let admitted = |generation, probe| {
+                Admission::Admit(Ticket {
+                    generation,
+                    probe,
+                    start: start.unwrap_or(0),
+                })
+            };
+            match word.phase() {
+                CircuitState::Closed | CircuitState::Disabled => {
+                    return admitted(word.generation(), false);
+                }
+                CircuitState::ForcedOpen => return self.reject(lane, self.policy.open_for),
+                CircuitState::Open => {
+                    let now = now();
+                    let Some(until) = self.deadline_of(word.generation()) else {
+                        // Opened an instant ago; its deadline is being written.
+                        return self.reject(lane, self.policy.open_for);
+                    };
+                    if now < until {
+                        return self.reject(lane, until - now);
+                    }
+                    let next = word.next(CircuitState::HalfOpen, 1);
+                    match self.swap(word, next) {
+                        Ok(()) => {
+                            self.publish(next.generation(), now + self.policy.probe_timeout);
+                            self.announce(CircuitState::Open, CircuitState::HalfOpen, None);
+                            return admitted(next.generation(), true);
+                        }
+                        Err(actual) => word = actual,
+                    }
+                }
+                CircuitState::HalfOpen => {
+                    if word.issued() < self.policy.probes {
+                        // The deadline runs from the newest probe, and is pushed back before
+                        // the slot is taken so that no caller sees a full half-open state
+                        // with an old deadline.
+                        self.publish(word.generation(), now() + self.policy.probe_timeout);
+                        let next = Word(word.0 + (1 << ISSUED_SHIFT));
+                        match self.swap(word, next) {
+                            Ok(()) => return admitted(word.generation(), true),
+                            Err(actual) => word = actual,
+                        }
+                        continue;
+                    }
+                    let now = now();
+                    let Some(deadline) = self.deadline_of(word.generation()) else {
+                        return self.reject(lane, self.policy.probe_timeout);
+                    };
+                    if now < deadline {
+                        return self.reject(lane, deadline - now);
+                    }
+                    // The probes outlived their deadline: they failed.
+                    match self.open(word, now, "probe_timeout") {
+                        Ok(open_for) => return self.reject(lane, open_for),
+                        Err(actual) => word = actual,
+                    }
+                }
+            }
+        }
+    }
+
+    fn reject(&self, lane: usize, retry_after: u64) -> Admission {
+        self.lane(lane).rejected.fetch_add(1, Ordering::Relaxed);
+        Admission::Reject { retry_after }
+    }
+
+    fn swap(&self, current: Word, next: Word) -> Result<(), Word> {
+        self.word
+            .compare_exchange(current.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(Word)
+    }
+
+    /// Sets the deadline of the state at `generation`, unless the breaker has moved on.
+    ///
+    /// A plain store could land late, after a newer state published its own deadline, and
+    /// leave that state without one. Checking the word after loading the old deadline and
+    /// swapping from exactly that value rules it out: a newer deadline is either seen (and
+    /// its state seen with it) or makes the swap fail.
+    fn publish(&self, generation: u64, deadline: u64) {
+        let value = tagged(generation, deadline);
+        let mut current = self.deadline.load(Ordering::Acquire);
+        while self.load().generation() == generation {
+            match self.deadline.compare_exchange(
+                current,
+                value,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Opens the breaker from `word`; on success returns the open time (ns).
+    fn open(&self, word: Word, now: u64, reason: &'static str) -> Result<u64, Word> {
+        let next = word.next(CircuitState::Open, 0);
+        self.swap(word, next)?;
+        let trip = self.trips.fetch_add(1, Ordering::Relaxed);
+        let mut open_for = self.policy.open_time(trip);
+        if self.policy.jitter_ppm > 0 {
+            let unit = mix(now ^ next.0.rotate_left(17)) % 1_000_000;
+            let extra =
+                u128::from(open_for) * u128::from(self.policy.jitter_ppm) * u128::from(unit)
+                    / 1_000_000_000_000;
+            open_for = open_for.saturating_add(u64::try_from(extra).unwrap_or(u64::MAX));
+        }
+        self.publish(next.generation(), now.saturating_add(open_for));
+        tracing::warn!(
+            breaker.name = %self.name,
+            breaker.from = word.phase().as_str(),
+            breaker.to = "open",
+            breaker.reason = reason,
+            breaker.open_ms = open_for / MS,
+            "circuit opened"
+        );
+        self.notify(
+            word.phase(),
+            CircuitState::Open,
+            Some(Duration::from_nanos(open_for)),
+        );
+        Ok(open_for)
+    }
+
+    fn announce(&self, from: CircuitState, to: CircuitState, open_for: Option<Duration>) {
+        match to {
+            CircuitState::HalfOpen => tracing::info!(
+                breaker.name = %self.name,
+                breaker.from = from.as_str(),
+                breaker.to = to.as_str(),
+                "circuit half-open"
+            ),
+            CircuitState::Closed => tracing::info!(
+                breaker.name = %self.name,
+                breaker.from = from.as_str(),
+                breaker.to = to.as_str(),
+                "circuit closed"
+            ),
+            CircuitState::Open | CircuitState::ForcedOpen => tracing::warn!(
+                breaker.name = %self.name,
+                breaker.from = from.as_str(),
+                breaker.to = to.as_str(),
+                "circuit opened"
+            ),
+            CircuitState::Disabled => tracing::info!(
+                breaker.name = %self.name,
+                breaker.from = from.as_str(),
+                breaker.to = to.as_str(),
+                "circuit disabled"
+            ),
+        }
+        self.notify(from, to, open_for);
+    }
+
+    fn notify(&self, from: CircuitState, to: CircuitState, open_for: Option<Duration>) {
+        self.transitions.fetch_add(1, Ordering::Relaxed);
+        if let Some(on_change) = &self.on_change {
+            on_change(&Transition {
+                name: &self.name,
+                from,
+                to,
+                open_for,
+            });
+        }
+    }
+
+    /// Records the outcome of an admitted call. `now` is read at most once, only when the
+    /// outcome needs a time (a time window, a slow-call threshold, or a trip).
+    pub(crate) fn record(
+        &self,
+        lane: usize,
+        ticket: Ticket,
+        outcome: Outcome,
+        now: impl Fn() -> u64,
+    ) {
+        let mut read = None;
+        let mut now = || *read.get_or_insert_with(&now);
+        let counters = self.lane(lane);
+        let slow = self
+            .policy
+            .slow_after
+            .is_some_and(|after| now().saturating_sub(ticket.start) >= after);
+        if slow {
+            counters.slow.fetch_add(1, Ordering::Relaxed);
+        }
+        let bits = match outcome {
+            Outcome::Success => {
+                counters.successes.fetch_add(1, Ordering::Relaxed);
+                0
+            }
+            Outcome::Failure => {
+                counters.failures.fetch_add(1, Ordering::Relaxed);
+                FAILED
+            }
+            Outcome::Ignore => {
+                counters.ignored.fetch_add(1, Ordering::Relaxed);
+                if ticket.probe {
+                    self.release(ticket);
+                }
+                return;
+            }
+        } | if slow { SLOW } else { 0 };
+        let word = self.load();
+        if word.generation() != ticket.generation {
+            return; // the call started in an earlier state
+        }
+        if ticket.probe {
+            self.probe_done(word, bits, &mut now);
+        } else if word.phase() == CircuitState::Closed {
+            self.closed_done(word, lane, bits, &mut now);
+        }
+    }
+
+    fn closed_done(&self, word: Word, lane: usize, bits: u8, now: &mut impl FnMut() -> u64) {
+        let mut trip = false;
+        if let Some(threshold) = self.policy.consecutive {
+            let run = &self.consecutive.0;
+            if bits & FAILED != 0 {
+                trip |= run.fetch_add(1, Ordering::Relaxed) + 1 >= threshold;
+            } else if run.load(Ordering::Relaxed) != 0 {
+                run.store(0, Ordering::Relaxed);
+            }
+        }
+        if let Some(ring) = &self.count {
+            ring.record(bits);
+            trip |= bits != 0 && self.policy.trips(ring.tally());
+        }
+        if let Some(time) = &self.time {
+            let now = now();
+            time.record(lane, now, bits);
+            trip |= bits != 0 && self.policy.trips(time.tally(now));
+        }
+        if trip {
+            // Losing the race means another call already moved the breaker on.
+            let _ = self.open(word, now(), "failures");
+        }
+    }
+
+    fn probe_done(&self, mut word: Word, bits: u8, now: &mut impl FnMut() -> u64) {
+        let generation = word.generation();
+        loop {
+            if word.phase() != CircuitState::HalfOpen || word.generation() != generation {
+                return;
+            }
+            if bits != 0 {
+                match self.open(word, now(), "probe_failed") {
+                    Ok(_) => return,
+                    Err(actual) => word = actual,
+                }
+                continue;
+            }
+            let passed = word.passed() + 1;
+            if passed < self.policy.probes {
+                let next = Word::new(CircuitState::HalfOpen, generation, word.issued(), passed);
+                match self.swap(word, next) {
+                    Ok(()) => return,
+                    Err(actual) => word = actual,
+                }
+                continue;
+            }
+            // The last probe passed. Windows are not written outside the closed state, so
+            // they can be cleared before the switch is won.
+            self.clear_windows();
+            match self.swap(word, word.next(CircuitState::Closed, 0)) {
+                Ok(()) => {
+                    self.trips.store(0, Ordering::Relaxed);
+                    self.announce(CircuitState::HalfOpen, CircuitState::Closed, None);
+                    return;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Returns a probe's slot without a verdict (the call was dropped or ignored).
+    pub(crate) fn release(&self, ticket: Ticket) {
+        if !ticket.probe {
+            return;
+        }
+        let mut word = self.load();
+        while word.phase() == CircuitState::HalfOpen
+            && word.generation() == ticket.generation
+            && word.issued() > word.passed()
+        {
+            let next = Word(word.0 - (1 << ISSUED_SHIFT));
+            match self.swap(word, next) {
+                Ok(()) => return,
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    fn clear_windows(&self) {
+        self.consecutive.0.store(0, Ordering::Relaxed);
+        if let Some(ring) = &self.count {
+            ring.clear();
+        }
+        if let Some(time) = &self.time {
+            time.clear();
+        }
+    }
+
+    /// Moves to `to` whatever the current state, for the handle.
+    pub(crate) fn force(&self, to: CircuitState) {
+        if to == CircuitState::Closed {
+            self.clear_windows();
+            self.trips.store(0, Ordering::Relaxed);
+        }
+        let mut word = self.load();
+        loop {
+            let from = word.phase();
+            if from == to && to != CircuitState::Closed {
+                return;
+            }
+            match self.swap(word, word.next(to, 0)) {
+                Ok(()) => {
+                    if from != to {
+                        self.announce(from, to, None);
+                    }
+                    return;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> Metrics {
+        let mut metrics = Metrics {
+            transitions: self.transitions.load(Ordering::Relaxed),
+            ..Metrics::default()
+        };
+        for lane in &*self.counters {
+            metrics.successes += lane.successes.load(Ordering::Relaxed);
+            metrics.failures += lane.failures.load(Ordering::Relaxed);
+            metrics.ignored += lane.ignored.load(Ordering::Relaxed);
+            metrics.slow += lane.slow.load(Ordering::Relaxed);
+            metrics.rejected += lane.rejected.load(Ordering::Relaxed);
+        }
+        metrics
+    }
+}
+
+/// A 64-bit mixer (splitmix64's finaliser), for jitter.
+const fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(all(test, not(tower_rampart_loom)))]
+mod tests;
+
+#[cfg(all(test, tower_rampart_loom))]
+mod loom_models;

@@ -1,0 +1,78 @@
+//! Keys of keyed layers: the [`KeyFn`] trait shared by the rate limiter and the circuit
+//! breaker, and the hasher of their maps.
+//!
+//! Keyed layers keep a 64-bit seeded hash of each key, never the key itself, so a key that
+//! borrows from the request costs no allocation per request.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+
+/// Extracts the key of a request: the client of a rate limiter, the backend of a circuit breaker.
+///
+/// Implemented for closures `Fn(&Req) -> Option<K>` with `K: Hash`, and by `rate_limit`'s `PeerIp`,
+/// `ClientIp` and `HeaderKey`, and `circuit_breaker`'s `UpstreamHost`, for `http::Request`s. The key may borrow from the request.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_rampart::rate_limit::RateLimitLayer;
+///
+/// // Limit per tenant, read from the request itself.
+/// struct Job { tenant: u32 }
+/// let layer = RateLimitLayer::per_second(10)
+///     .with_key(|job: &Job| Some(job.tenant))
+///     .build()?;
+/// # let _ = layer;
+/// # Ok::<(), tower_rampart::ConfigError>(())
+/// ```
+pub trait KeyFn<Req>: Clone + Send + Sync + 'static {
+    /// The key; only its hash is kept.
+    type Key<'r>: Hash
+    where
+        Req: 'r;
+
+    /// The key of `req`, or `None` when it has none.
+    fn key<'r>(&self, req: &'r Req) -> Option<Self::Key<'r>>;
+}
+
+impl<F, Req, K> KeyFn<Req> for F
+where
+    F: Fn(&Req) -> Option<K> + Clone + Send + Sync + 'static,
+    K: Hash,
+{
+    type Key<'r>
+        = K
+    where
+        Req: 'r;
+
+    fn key(&self, req: &Req) -> Option<K> {
+        self(req)
+    }
+}
+
+/// Key hashes are already uniform 64-bit values: the map uses them as they are.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PassThrough;
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are stored; fold anything else in anyway.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
