@@ -10,6 +10,7 @@
 
 #[path = "../tests/support/poll.rs"]
 mod poll;
+mod support;
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -26,6 +27,7 @@ use tower_rampart::clock::{Clock, ManualClock, QuantaClock, TokioClock};
 use tower_rampart::rate_limit::RateLimitLayer;
 
 use poll::ready_now;
+use support::two_threads;
 
 type Ready = std::future::Ready<Result<u32, Infallible>>;
 
@@ -231,30 +233,6 @@ fn keyed(c: &mut Criterion) {
 
 /// Runs `per_thread` on two OS threads at once, each doing `iters / 2` operations, and returns
 /// the wall time: the contended cost per operation across the pair.
-fn two_threads<F>(iters: u64, per_thread: F) -> Duration
-where
-    F: Fn(u64) + Send + Sync + 'static,
-{
-    let per_thread = Arc::new(per_thread);
-    let barrier = Arc::new(std::sync::Barrier::new(2));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (f, barrier) = (Arc::clone(&per_thread), Arc::clone(&barrier));
-            std::thread::spawn(move || {
-                barrier.wait();
-                let start = StdInstant::now();
-                f(iters / 2);
-                start.elapsed()
-            })
-        })
-        .collect();
-    threads
-        .into_iter()
-        .map(|t| t.join().unwrap())
-        .max()
-        .unwrap()
-}
-
 fn contention(c: &mut Criterion) {
     let mut group = c.benchmark_group("rate_limit/two_threads");
     group.throughput(Throughput::Elements(1));

@@ -21,7 +21,9 @@ use super::state::{Core, OnChange, Policy};
 /// Every call's future holds an `Arc` of its lane. A breaker has several lanes, picked by
 /// thread, so threads on different cores never bump the same reference count: with one `Arc`
 /// per breaker, that count would be the one cache line every call writes.
-pub(crate) struct Lane<C> {
+// `pub` only because the sealed `Select` trait names it; the module is private.
+#[allow(unreachable_pub)]
+pub struct Lane<C> {
     pub(crate) core: Arc<Core>,
     clock: C,
     epoch: Instant,
@@ -192,8 +194,12 @@ impl<C: Clock> Registry<C> {
             .map(|entry| Arc::clone(entry.breaker.core()))
     }
 
-    /// The lane of `key`'s breaker, creating the breaker if needed.
-    pub(crate) fn lane(&self, key: impl Hash + fmt::Debug) -> Arc<Lane<C>> {
+    /// Runs `f` with the lane of `key`'s breaker, creating the breaker if needed.
+    pub(crate) fn with_lane<R>(
+        &self,
+        key: impl Hash + fmt::Debug,
+        f: impl FnOnce(&Arc<Lane<C>>) -> R,
+    ) -> R {
         let hash = self.hash(&key);
         let now = self.template.clock.nanos_since(self.template.epoch);
         let map = self.map.pin();
@@ -202,15 +208,13 @@ impl<C: Clock> Registry<C> {
             if now.saturating_sub(last) >= 1_000_000 {
                 entry.last_used.store(now, Ordering::Relaxed);
             }
-            return Arc::clone(entry.breaker.lane());
+            return f(entry.breaker.lane());
         }
-        self.maybe_sweep(now, false);
+        self.maybe_sweep(now);
         if !self.reserve() {
-            // Full: make room from idle keys once, else use the shared breaker.
-            self.maybe_sweep(now, true);
-            if !self.reserve() {
-                return Arc::clone(self.shared.lane());
-            }
+            // Full: new keys share the shared breaker until a sweep makes room. (Sweeping
+            // here, on every new key, would let a flood of new keys scan the map each time.)
+            return f(self.shared.lane());
         }
         let created = map.try_insert_with(hash, || Entry {
             breaker: self.template.breaker(
@@ -219,14 +223,12 @@ impl<C: Clock> Registry<C> {
             ),
             last_used: AtomicU64::new(now),
         });
-        match created {
-            Ok(entry) => Arc::clone(entry.breaker.lane()),
-            Err(entry) => {
-                // Another request created it first.
-                self.len.fetch_sub(1, Ordering::Relaxed);
-                Arc::clone(entry.breaker.lane())
-            }
-        }
+        let entry = created.unwrap_or_else(|existing| {
+            // Another request created it first.
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            existing
+        });
+        f(entry.breaker.lane())
     }
 
     fn reserve(&self) -> bool {
@@ -238,16 +240,15 @@ impl<C: Clock> Registry<C> {
     }
 
     /// Drops closed breakers idle for the idle time. Runs at most once per quarter of the
-    /// idle time, unless `force`d by a full registry.
-    fn maybe_sweep(&self, now: u64, force: bool) {
+    /// idle time, from the call of a new key.
+    fn maybe_sweep(&self, now: u64) {
         let due = self.next_sweep.load(Ordering::Relaxed);
         let next = now.saturating_add(self.idle / 4);
-        if !force
-            && (now < due
-                || self
-                    .next_sweep
-                    .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err())
+        if now < due
+            || self
+                .next_sweep
+                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
         {
             return;
         }
@@ -271,15 +272,15 @@ pub trait Select<Req>: private::Select<Req> {}
 
 impl<Req, K: private::Select<Req>> Select<Req> for K {}
 
-// The sealed half returns the crate-private `Lane`: callers outside the crate can name the
-// trait only through `Select`, never call it.
-#[allow(private_interfaces)]
+// The sealed half: callers outside the crate name the trait only through `Select`.
 pub(crate) mod private {
     use super::*;
 
     pub trait Select<Req>: Clone + Send + Sync + 'static {
         type Clock: Clock;
-        fn lane(&self, req: &Req) -> Arc<Lane<Self::Clock>>;
+        /// Runs `f` with the lane of `req`'s breaker (borrowed: a rejected call never
+        /// touches the lane's reference count).
+        fn with_lane<R>(&self, req: &Req, f: impl FnOnce(&Arc<Lane<Self::Clock>>) -> R) -> R;
     }
 }
 
@@ -302,12 +303,11 @@ impl<C> fmt::Debug for Single<C> {
     }
 }
 
-#[allow(private_interfaces)]
 impl<Req, C: Clock> private::Select<Req> for Single<C> {
     type Clock = C;
     #[inline]
-    fn lane(&self, _: &Req) -> Arc<Lane<C>> {
-        Arc::clone(self.breaker.lane())
+    fn with_lane<R>(&self, _: &Req, f: impl FnOnce(&Arc<Lane<C>>) -> R) -> R {
+        f(self.breaker.lane())
     }
 }
 
@@ -336,7 +336,6 @@ impl<K: fmt::Debug, C> fmt::Debug for Keyed<K, C> {
     }
 }
 
-#[allow(private_interfaces)]
 impl<Req, K, C> private::Select<Req> for Keyed<K, C>
 where
     K: KeyFn<Req>,
@@ -344,10 +343,10 @@ where
     C: Clock,
 {
     type Clock = C;
-    fn lane(&self, req: &Req) -> Arc<Lane<C>> {
+    fn with_lane<R>(&self, req: &Req, f: impl FnOnce(&Arc<Lane<C>>) -> R) -> R {
         match self.key.key(req) {
-            Some(key) => self.registry.lane(key),
-            None => Arc::clone(self.registry.shared().lane()),
+            Some(key) => self.registry.with_lane(key, f),
+            None => f(self.registry.shared().lane()),
         }
     }
 }
@@ -360,7 +359,7 @@ where
 ///
 /// ```
 /// use tower_rampart::circuit_breaker::{CircuitBreakerLayer, UpstreamHost};
-/// use tower_rampart::KeyFn;
+/// use tower_rampart::circuit_breaker::KeyFn;
 ///
 /// let request = http::Request::get("http://billing.internal:8080/charge").body(()).unwrap();
 /// assert_eq!(UpstreamHost.key(&request), Some("billing.internal:8080"));

@@ -377,7 +377,7 @@ impl<K, Cl, F, C> CircuitBreakerBuilder<K, Cl, F, C> {
     ///
     /// See [`Transition`] for an example.
     pub fn on_state_change(mut self, f: impl Fn(&Transition<'_>) + Send + Sync + 'static) -> Self {
-        self.settings.on_change = Some(Arc::new(f));
+        self.settings.on_change = Some(std::sync::Arc::new(f));
         self
     }
 

@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use crate::BoxError;
 use crate::error::CircuitOpen;
+use crate::sync::Arc;
 
 use super::breaker::{Select, Single, private};
 use super::classify::{Classify, HttpClassifier};
@@ -103,24 +104,26 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let lane = private::Select::lane(&self.select, &req);
-        let core = &lane.core;
-        let start = core.needs_start().then(|| lane.now());
-        match core.admit(lane.index, start, || lane.now()) {
-            Admission::Admit(ticket) => ResponseFuture::called(
-                self.inner.call(req),
-                Guard::new(lane, ticket),
-                self.classifier.clone(),
-            ),
-            Admission::Reject { retry_after } => {
-                tracing::debug!(
-                    breaker.name = %core.name(),
-                    breaker.retry_after_ms = retry_after / 1_000_000,
-                    "circuit breaker rejected a call"
-                );
-                let open = CircuitOpen::new(Duration::from_nanos(retry_after));
-                ResponseFuture::fallback(self.fallback.fallback(req, open))
+        let admission = private::Select::with_lane(&self.select, &req, |lane| {
+            let core = &lane.core;
+            let start = core.needs_start().then(|| lane.now());
+            match core.admit(lane.index, start, || lane.now()) {
+                Admission::Admit(ticket) => Ok(Guard::new(Arc::clone(lane), ticket)),
+                Admission::Reject { retry_after } => {
+                    tracing::debug!(
+                        breaker.name = %core.name(),
+                        breaker.retry_after_ms = retry_after / 1_000_000,
+                        "circuit breaker rejected a call"
+                    );
+                    Err(CircuitOpen::new(Duration::from_nanos(retry_after)))
+                }
             }
+        });
+        match admission {
+            Ok(guard) => {
+                ResponseFuture::called(self.inner.call(req), guard, self.classifier.clone())
+            }
+            Err(open) => ResponseFuture::fallback(self.fallback.fallback(req, open)),
         }
     }
 }
