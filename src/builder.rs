@@ -1,7 +1,7 @@
 //! [`ServiceBuilderExt`]: the rampart layers as `ServiceBuilder` methods.
 
 use tower::ServiceBuilder;
-#[cfg(any(feature = "http", feature = "rate-limit"))]
+#[cfg(any(feature = "http", feature = "rate-limit", feature = "circuit-breaker"))]
 use tower::layer::util::Stack;
 
 mod sealed {
@@ -65,6 +65,29 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         self,
         layer: crate::rate_limit::RateLimitLayer<P, C, H>,
     ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer<P, C, H>, L>>;
+
+    /// Adds a built [`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer). The
+    /// breaker lives in the layer value, so every service this builder makes shares it.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower::ServiceBuilder;
+    /// use tower_rampart::{ServiceBuilderExt, circuit_breaker::CircuitBreakerLayer};
+    ///
+    /// let app: Router = Router::new().route("/", get(|| async { "ok" })).layer(
+    ///     ServiceBuilder::new()
+    ///         .rejection_response()
+    ///         .circuit_breaker(CircuitBreakerLayer::builder().failure_threshold(5).build()?),
+    /// );
+    /// # let _ = app;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+    fn circuit_breaker<K, Cl, F>(
+        self,
+        layer: crate::circuit_breaker::CircuitBreakerLayer<K, Cl, F>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<K, Cl, F>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -78,6 +101,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: crate::rate_limit::RateLimitLayer<P, C, H>,
     ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer<P, C, H>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker<K, Cl, F>(
+        self,
+        layer: crate::circuit_breaker::CircuitBreakerLayer<K, Cl, F>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<K, Cl, F>, L>> {
         self.layer(layer)
     }
 }

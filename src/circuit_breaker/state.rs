@@ -426,6 +426,9 @@ pub(crate) struct Core {
     count: Option<CountWindow>,
     time: Option<TimeWindow>,
     counters: Box<[Counters]>,
+    /// Successes need only a count and the reset of the failure run: no window, no
+    /// slow-call check.
+    plain_success: bool,
     policy: Policy,
     name: Cow<'static, str>,
     on_change: Option<OnChange>,
@@ -448,7 +451,7 @@ impl Core {
         name: Cow<'static, str>,
         on_change: Option<OnChange>,
     ) -> Self {
-        let lanes = lanes.max(1);
+        let lanes = lanes.max(1).next_power_of_two();
         let (count, time) = match (policy.rated(), policy.window) {
             (false, _) => (None, None),
             (true, Window::Count(n)) => (Some(CountWindow::new(n)), None),
@@ -456,6 +459,7 @@ impl Core {
                 (None, Some(TimeWindow::new(width, buckets, lanes)))
             }
         };
+        let plain_success = count.is_none() && time.is_none() && policy.slow_after.is_none();
         Self {
             word: AtomicU64::new(Word::new(CircuitState::Closed, 0, 0, 0).0),
             deadline: AtomicU64::new(0),
@@ -465,6 +469,7 @@ impl Core {
             count,
             time,
             counters: (0..lanes).map(|_| Counters::default()).collect(),
+            plain_success,
             policy,
             name,
             on_change,
@@ -489,7 +494,8 @@ impl Core {
     }
 
     fn lane(&self, lane: usize) -> &Counters {
-        &self.counters[lane % self.counters.len()]
+        // The number of lanes is a power of two.
+        &self.counters[lane & (self.counters.len() - 1)]
     }
 
     /// The deadline of the state entered at `generation`, if already published.
@@ -501,15 +507,34 @@ impl Core {
 
     /// Decides whether a call may go through. `now` is read at most once, and only when the
     /// breaker is not closed.
+    #[inline]
     pub(crate) fn admit(
         &self,
         lane: usize,
         start: Option<u64>,
         now: impl Fn() -> u64,
     ) -> Admission {
+        let word = self.load();
+        if let CircuitState::Closed | CircuitState::Disabled = word.phase() {
+            return Admission::Admit(Ticket {
+                generation: word.generation(),
+                probe: false,
+                start: start.unwrap_or(0),
+            });
+        }
+        self.admit_not_closed(word, lane, start, now)
+    }
+
+    #[inline(never)]
+    fn admit_not_closed(
+        &self,
+        mut word: Word,
+        lane: usize,
+        start: Option<u64>,
+        now: impl Fn() -> u64,
+    ) -> Admission {
         let mut read = start;
         let mut now = || *read.get_or_insert_with(&now);
-        let mut word = self.load();
         loop {
             let admitted = |generation, probe| {
                 Admission::Admit(Ticket {
@@ -680,6 +705,7 @@ impl Core {
 
     /// Records the outcome of an admitted call. `now` is read at most once, only when the
     /// outcome needs a time (a time window, a slow-call threshold, or a trip).
+    #[inline]
     pub(crate) fn record(
         &self,
         lane: usize,
@@ -687,6 +713,23 @@ impl Core {
         outcome: Outcome,
         now: impl Fn() -> u64,
     ) {
+        if self.plain_success && outcome == Outcome::Success && !ticket.probe {
+            // The common case, kept small: a success with no window and no slow-call check.
+            self.lane(lane).successes.fetch_add(1, Ordering::Relaxed);
+            let run = &self.consecutive.0;
+            if run.load(Ordering::Relaxed) != 0 {
+                let word = self.load();
+                if word.generation() == ticket.generation && word.phase() == CircuitState::Closed {
+                    run.store(0, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
+        self.record_in_full(lane, ticket, outcome, now);
+    }
+
+    #[inline(never)]
+    fn record_in_full(&self, lane: usize, ticket: Ticket, outcome: Outcome, now: impl Fn() -> u64) {
         let mut read = None;
         let mut now = || *read.get_or_insert_with(&now);
         let counters = self.lane(lane);

@@ -140,7 +140,8 @@ impl TimeWindow {
 
     fn cell(&self, lane: usize, tag: u32) -> &Cell {
         let bucket = tag as usize % self.buckets;
-        &self.cells[(lane % self.lanes) * self.stride + bucket]
+        // `lanes` is a power of two (see `Core::new`).
+        &self.cells[(lane & (self.lanes - 1)) * self.stride + bucket]
     }
 
     pub(crate) fn record(&self, lane: usize, now: u64, bits: u8) {
