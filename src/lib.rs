@@ -16,6 +16,7 @@
 //! use axum::{Router, routing::get};
 //! use tower::ServiceBuilder;
 //! use tower_rampart::ServiceBuilderExt;
+//! use tower_rampart::circuit_breaker::CircuitBreakerLayer;
 //! use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
 //!
 //! # #[tokio::main]
@@ -25,7 +26,8 @@
 //!     .layer(
 //!         ServiceBuilder::new()
 //!             .rejection_response() // rejections -> 429/503/504/502, stack is Infallible
-//!             .layer(RateLimitLayer::per_second(50).burst(20).with_key(PeerIp).build()?),
+//!             .token_bucket(RateLimitLayer::per_second(50).burst(20).with_key(PeerIp).build()?)
+//!             .circuit_breaker(CircuitBreakerLayer::builder().build()?), // 5xx x5 -> 503
 //!     );
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
