@@ -16,34 +16,35 @@ use super::state::Ticket;
 /// An admitted call's claim on its breaker. Dropped before the call completes, it is
 /// neutral: a half-open probe gives its slot back, nothing is counted.
 pub(crate) struct Guard<C> {
-    lane: Arc<Lane<C>>,
+    /// Taken when the call completes; still here on drop means the call was abandoned.
+    lane: Option<Arc<Lane<C>>>,
     ticket: Ticket,
-    armed: bool,
 }
 
 impl<C> Guard<C> {
+    #[inline]
     pub(crate) fn new(lane: Arc<Lane<C>>, ticket: Ticket) -> Self {
         Self {
-            lane,
+            lane: Some(lane),
             ticket,
-            armed: true,
         }
     }
 }
 
 impl<C: Clock> Guard<C> {
+    #[inline]
     fn finish(&mut self, outcome: Outcome) {
-        self.armed = false;
-        let lane = &self.lane;
-        lane.core
-            .record(lane.index, self.ticket, outcome, || lane.now());
+        if let Some(lane) = self.lane.take() {
+            lane.core
+                .record(lane.index, self.ticket, outcome, || lane.now());
+        }
     }
 }
 
 impl<C> Drop for Guard<C> {
     fn drop(&mut self) {
-        if self.armed {
-            self.lane.core.release(self.ticket);
+        if let Some(lane) = &self.lane {
+            lane.core.release(self.ticket);
         }
     }
 }

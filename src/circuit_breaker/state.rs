@@ -300,7 +300,8 @@ const fn tagged(generation: u64, at_ns: u64) -> u64 {
 /// A call's claim on the breaker, from admission to outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ticket {
-    generation: u64,
+    /// The state's generation (29 bits) when the call was admitted.
+    generation: u32,
     probe: bool,
     /// When the call started (ns), if slow calls are detected.
     pub(crate) start: u64,
@@ -517,7 +518,7 @@ impl Core {
         let word = self.load();
         if let CircuitState::Closed | CircuitState::Disabled = word.phase() {
             return Admission::Admit(Ticket {
-                generation: word.generation(),
+                generation: word.generation() as u32,
                 probe: false,
                 start: start.unwrap_or(0),
             });
@@ -536,9 +537,9 @@ impl Core {
         let mut read = start;
         let mut now = || *read.get_or_insert_with(&now);
         loop {
-            let admitted = |generation, probe| {
+            let admitted = |generation: u64, probe| {
                 Admission::Admit(Ticket {
-                    generation,
+                    generation: generation as u32,
                     probe,
                     start: start.unwrap_or(0),
                 })
@@ -719,7 +720,9 @@ impl Core {
             let run = &self.consecutive.0;
             if run.load(Ordering::Relaxed) != 0 {
                 let word = self.load();
-                if word.generation() == ticket.generation && word.phase() == CircuitState::Closed {
+                if word.generation() == u64::from(ticket.generation)
+                    && word.phase() == CircuitState::Closed
+                {
                     run.store(0, Ordering::Relaxed);
                 }
             }
@@ -758,7 +761,7 @@ impl Core {
             }
         } | if slow { SLOW } else { 0 };
         let word = self.load();
-        if word.generation() != ticket.generation {
+        if word.generation() != u64::from(ticket.generation) {
             return; // the call started in an earlier state
         }
         if ticket.probe {
@@ -836,7 +839,7 @@ impl Core {
         }
         let mut word = self.load();
         while word.phase() == CircuitState::HalfOpen
-            && word.generation() == ticket.generation
+            && word.generation() == u64::from(ticket.generation)
             && word.issued() > word.passed()
         {
             let next = Word(word.0 - (1 << ISSUED_SHIFT));
