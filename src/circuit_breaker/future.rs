@@ -42,6 +42,7 @@ impl<C: Clock> Guard<C> {
 }
 
 impl<C> Drop for Guard<C> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(lane) = &self.lane {
             lane.core.release(self.ticket);

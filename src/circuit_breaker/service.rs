@@ -103,6 +103,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let admission = private::Select::with_lane(&self.select, &req, |lane| {
             let core = &lane.core;

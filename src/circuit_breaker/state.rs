@@ -490,10 +490,12 @@ impl Core {
         self.load().phase()
     }
 
+    #[inline]
     fn load(&self) -> Word {
         Word(self.word.load(Ordering::Acquire))
     }
 
+    #[inline]
     fn lane(&self, lane: usize) -> &Counters {
         // The number of lanes is a power of two.
         &self.counters[lane & (self.counters.len() - 1)]
