@@ -24,7 +24,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use tower::{Layer, Service, service_fn};
 use tower_rampart::BoxError;
-use tower_rampart::circuit_breaker::{CircuitBreakerLayer, ErrorsFail};
+use tower_rampart::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer, ErrorsFail};
 
 use poll::ready_now;
 use support::{spin_on, two_threads};
@@ -144,38 +144,39 @@ fn resilience_layer() -> tower_resilience_circuitbreaker::CircuitBreakerLayer {
 
 // --- tower-rampart -------------------------------------------------------------------------
 
-fn rampart_default() -> CircuitBreakerLayer<tower_rampart::circuit_breaker::Single, ErrorsFail> {
-    CircuitBreakerLayer::builder()
-        .open_for(Duration::from_secs(3_600))
+type Rampart = CircuitBreakerLayer<tower_rampart::circuit_breaker::Single, ErrorsFail>;
+
+/// A breaker that stays open for an hour once tripped, configured by `policy`.
+fn rampart(policy: impl FnOnce(CircuitBreakerBuilder) -> CircuitBreakerBuilder) -> Rampart {
+    policy(CircuitBreakerLayer::builder().open_for(Duration::from_secs(3_600)))
         .with_classifier(ErrorsFail)
         .build()
         .unwrap()
 }
 
-fn rampart_count_window() -> CircuitBreakerLayer<tower_rampart::circuit_breaker::Single, ErrorsFail>
-{
-    CircuitBreakerLayer::builder()
-        .no_failure_threshold()
-        .failure_rate(50.0)
-        .count_window(100)
-        .minimum_calls(5)
-        .open_for(Duration::from_secs(3_600))
-        .with_classifier(ErrorsFail)
-        .build()
-        .unwrap()
+/// The default policy: 5 failures in a row.
+fn rampart_default() -> Rampart {
+    rampart(|b| b)
 }
 
-fn rampart_time_window() -> CircuitBreakerLayer<tower_rampart::circuit_breaker::Single, ErrorsFail>
-{
-    CircuitBreakerLayer::builder()
-        .no_failure_threshold()
-        .failure_rate(50.0)
-        .time_window(Duration::from_secs(10), 10)
-        .minimum_calls(5)
-        .open_for(Duration::from_secs(3_600))
-        .with_classifier(ErrorsFail)
-        .build()
-        .unwrap()
+/// Failure rate over the last 100 calls.
+fn rampart_count_window() -> Rampart {
+    rampart(|b| {
+        b.no_failure_threshold()
+            .failure_rate(50.0)
+            .count_window(100)
+            .minimum_calls(5)
+    })
+}
+
+/// Failure rate over the last 10 s, in 1 s buckets.
+fn rampart_time_window() -> Rampart {
+    rampart(|b| {
+        b.no_failure_threshold()
+            .failure_rate(50.0)
+            .time_window(Duration::from_secs(10), 10)
+            .minimum_calls(5)
+    })
 }
 
 fn run<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, req: u32, mut svc: S)

@@ -87,6 +87,31 @@ async fn trips_rejects_probes_and_closes_in_paused_time() {
     );
 }
 
+type Mocked = (
+    tower_test::mock::Spawn<
+        tower_rampart::circuit_breaker::CircuitBreaker<
+            tower_test::mock::Mock<(), ()>,
+            tower_rampart::circuit_breaker::Single,
+            ErrorsFail,
+        >,
+    >,
+    tower_test::mock::Handle<(), ()>,
+);
+
+/// A mocked upstream behind `layer` (threshold 1, open 1 s), tripped by one failure, with the
+/// open time over.
+async fn tripped_after_1s(
+    layer: &CircuitBreakerLayer<tower_rampart::circuit_breaker::Single, ErrorsFail>,
+) -> Mocked {
+    let (mut svc, mut upstream) = tower_test::mock::spawn_layer::<(), (), _>(layer.clone());
+    assert_ready_ok!(svc.poll_ready());
+    let call = svc.call(());
+    upstream.next_request().await.unwrap().1.send_error("down");
+    call.await.unwrap_err();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    (svc, upstream)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_frees_its_slot() {
     let layer = CircuitBreakerLayer::builder()
@@ -95,13 +120,7 @@ async fn a_dropped_probe_frees_its_slot() {
         .with_classifier(ErrorsFail)
         .build()
         .unwrap();
-    let (mut svc, mut upstream) = tower_test::mock::spawn_layer::<(), (), _>(layer.clone());
-    assert_ready_ok!(svc.poll_ready());
-    let call = svc.call(());
-    upstream.next_request().await.unwrap().1.send_error("down");
-    call.await.unwrap_err();
-
-    tokio::time::advance(Duration::from_secs(1)).await;
+    let (mut svc, mut upstream) = tripped_after_1s(&layer).await;
     assert_ready_ok!(svc.poll_ready());
     let probe = svc.call(());
     assert_ready_ok!(svc.poll_ready());
@@ -127,12 +146,7 @@ async fn a_hung_probe_reopens_the_breaker_at_its_deadline() {
         .with_classifier(ErrorsFail)
         .build()
         .unwrap();
-    let (mut svc, mut upstream) = tower_test::mock::spawn_layer::<(), (), _>(layer.clone());
-    assert_ready_ok!(svc.poll_ready());
-    let call = svc.call(());
-    upstream.next_request().await.unwrap().1.send_error("down");
-    call.await.unwrap_err();
-    tokio::time::advance(Duration::from_secs(1)).await;
+    let (mut svc, _upstream) = tripped_after_1s(&layer).await;
     assert_ready_ok!(svc.poll_ready());
     let _hung = svc.call(()); // never answered
     tokio::time::advance(Duration::from_secs(3)).await;
