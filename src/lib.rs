@@ -73,6 +73,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+pub mod context;
 #[cfg(any(feature = "rate-limit", feature = "circuit-breaker"))]
 mod key;
 mod macros;

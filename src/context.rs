@@ -1,0 +1,138 @@
+//! The request context: what travels with a request through the handler, its fan-out parts
+//! and every outbound call, in a task-local scope.
+//!
+//! Today it carries the request's [`Deadline`](crate::timeout::Deadline), set by
+//! [`TimeoutLayer`](crate::timeout::TimeoutLayer) around the inner call and read by
+//! [`PropagateDeadlineLayer`](crate::timeout::PropagateDeadlineLayer) on outbound calls. Work
+//! moved to another task with `tokio::spawn` leaves the scope: carry it with [`spawn`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_rampart::{context, timeout::Deadline};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let deadline = Deadline::after(Duration::from_secs(2));
+//! let left = context::scope(context::Context::new().with_deadline(deadline), async {
+//!     // Anywhere below, however deep: how much time is left?
+//!     Deadline::current().map(|d| d.remaining())
+//! })
+//! .await;
+//! assert_eq!(left, Some(Duration::from_secs(2)));
+//! assert!(Deadline::current().is_none()); // outside the scope
+//! # }
+//! ```
+
+use std::future::Future;
+
+use crate::timeout::Deadline;
+
+tokio::task_local! {
+    static CONTEXT: Context;
+}
+
+/// The values in scope for one request. Cheap to copy.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_rampart::{context::Context, timeout::Deadline};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let ctx = Context::new().with_deadline(Deadline::after(Duration::from_secs(1)));
+/// assert!(ctx.deadline().is_some());
+/// assert!(Context::new().deadline().is_none());
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    deadline: Option<Deadline>,
+}
+
+impl Context {
+    /// An empty context.
+    ///
+    /// See [`Context`] for an example.
+    pub const fn new() -> Self {
+        Self { deadline: None }
+    }
+
+    /// The context in scope now, or an empty one outside any scope.
+    ///
+    /// ```
+    /// # use tower_rampart::context::Context;
+    /// assert_eq!(Context::current(), Context::new());
+    /// ```
+    pub fn current() -> Self {
+        CONTEXT.try_with(|ctx| *ctx).unwrap_or_default()
+    }
+
+    /// The request's deadline, if it has one.
+    ///
+    /// See [`Context`] for an example.
+    pub const fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+
+    /// This context with `deadline`, kept only if it is earlier than the one already set: an
+    /// inner scope can shorten the budget, never extend it.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_rampart::{context::Context, timeout::Deadline};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let short = Deadline::after(Duration::from_secs(1));
+    /// let long = Deadline::after(Duration::from_secs(5));
+    /// assert_eq!(Context::new().with_deadline(short).with_deadline(long).deadline(), Some(short));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = Some(match self.deadline {
+            Some(current) => current.min(deadline),
+            None => deadline,
+        });
+        self
+    }
+}
+
+/// Runs `fut` with `ctx` in scope.
+///
+/// See the [module docs](self) for an example.
+pub fn scope<F: Future>(ctx: Context, fut: F) -> tokio::task::futures::TaskLocalFuture<Context, F> {
+    CONTEXT.scope(ctx, fut)
+}
+
+/// Runs `f` with `ctx` in scope (for the synchronous part of a call).
+pub(crate) fn sync_scope<R>(ctx: Context, f: impl FnOnce() -> R) -> R {
+    CONTEXT.sync_scope(ctx, f)
+}
+
+/// Spawns `fut` on the current runtime with the current context carried over, so that the
+/// spawned work keeps the request's deadline.
+///
+/// # Panics
+/// Outside a tokio runtime, like `tokio::spawn`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_rampart::{context, timeout::Deadline};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let ctx = context::Context::new().with_deadline(Deadline::after(Duration::from_secs(3)));
+/// let seen = context::scope(ctx, async {
+///     context::spawn(async { Deadline::current().is_some() }).await.unwrap()
+/// })
+/// .await;
+/// assert!(seen);
+/// # }
+/// ```
+pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(scope(Context::current(), fut))
+}

@@ -1,0 +1,113 @@
+//! [`ResponseFuture`]: the future of a [`Timeout`](super::Timeout) or
+//! [`PropagateDeadline`](super::PropagateDeadline) call.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+use crate::error::TimedOut;
+use crate::{BoxError, Rejection};
+
+pin_project_lite::pin_project! {
+    #[project = TimerProj]
+    enum Timer {
+        // Not armed yet: the inner future has not been pending.
+        Idle { deadline: Instant },
+        Armed { #[pin] sleep: Sleep },
+        // No deadline at all (outbound call outside any deadline scope).
+        Never,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Running { #[pin] inner: F, #[pin] timer: Timer },
+        Expired,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner call raced against the deadline, with the timer inline (nothing boxed).
+    ///
+    /// The inner future is polled first, so a response that is ready wins even if the
+    /// deadline has passed, and a call answered on its first poll never arms a timer.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+        // The budget the call was given, for the rejection.
+        budget: Duration,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn running(inner: F, deadline: Option<Instant>, budget: Duration) -> Self {
+        let timer = match deadline {
+            Some(deadline) => Timer::Idle { deadline },
+            None => Timer::Never,
+        };
+        Self {
+            kind: Kind::Running { inner, timer },
+            budget,
+        }
+    }
+
+    /// A call whose budget was spent before it started: it fails without being made.
+    pub(crate) fn expired(budget: Duration) -> Self {
+        Self {
+            kind: Kind::Expired,
+            budget,
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+fn timed_out(budget: Duration) -> BoxError {
+    tracing::debug!(
+        timeout.after_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+        "deadline elapsed"
+    );
+    Box::new(Rejection::from(TimedOut::new(budget)))
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Running { inner, mut timer } => {
+                if let Poll::Ready(result) = inner.poll(cx) {
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                if let TimerProj::Idle { deadline } = timer.as_mut().project() {
+                    let sleep = tokio::time::sleep_until(*deadline);
+                    timer.set(Timer::Armed { sleep });
+                }
+                match timer.project() {
+                    TimerProj::Armed { sleep } => {
+                        ready!(sleep.poll(cx));
+                        Poll::Ready(Err(timed_out(*this.budget)))
+                    }
+                    TimerProj::Never | TimerProj::Idle { .. } => Poll::Pending,
+                }
+            }
+            KindProj::Expired => Poll::Ready(Err(timed_out(*this.budget))),
+        }
+    }
+}

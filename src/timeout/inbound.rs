@@ -1,0 +1,183 @@
+//! Budgets sent by callers: `grpc-timeout` and a plain milliseconds header, read and written.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// `grpc-timeout`: up to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`), as the gRPC
+/// over HTTP/2 specification defines it.
+pub(crate) static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// The default plain budget header: the remaining time in whole milliseconds.
+pub(crate) static DEFAULT_BUDGET_HEADER: HeaderName =
+    HeaderName::from_static("x-request-timeout-ms");
+
+/// Longest plain milliseconds value accepted: 10 digits (about 115 days).
+const MAX_MILLIS_DIGITS: usize = 10;
+
+/// Parses a `grpc-timeout` value; `None` if it is not exactly 1 to 8 ASCII digits and a unit.
+pub(crate) fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    let amount = parse_digits(digits, 8)?;
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3_600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// Parses a plain milliseconds value: 1 to 10 ASCII digits, nothing else.
+pub(crate) fn parse_millis(value: &[u8]) -> Option<Duration> {
+    parse_digits(value, MAX_MILLIS_DIGITS).map(Duration::from_millis)
+}
+
+fn parse_digits(digits: &[u8], max: usize) -> Option<u64> {
+    if digits.is_empty() || digits.len() > max {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// The `grpc-timeout` value for `budget`, in the finest unit that fits in 8 digits, rounded
+/// down (a callee must not believe it has more time than it has).
+pub(crate) fn grpc_timeout_value(budget: Duration) -> HeaderValue {
+    const MAX: u128 = 99_999_999;
+    let nanos = budget.as_nanos();
+    let (amount, unit) = [
+        (1, b'n'),
+        (1_000, b'u'),
+        (1_000_000, b'm'),
+        (1_000_000_000, b'S'),
+        (60_000_000_000, b'M'),
+        (3_600_000_000_000, b'H'),
+    ]
+    .into_iter()
+    .map(|(scale, unit)| (nanos / scale, unit))
+    .find(|(amount, _)| *amount <= MAX)
+    .unwrap_or((MAX, b'H'));
+    let mut text = [0u8; 9];
+    let mut len = 0;
+    let mut rest = amount;
+    loop {
+        text[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    text[..len].reverse();
+    text[len] = unit;
+    HeaderValue::from_bytes(&text[..=len])
+        .expect("digits and a unit letter are a valid header value")
+}
+
+/// The budget a caller sent in `headers`: the smaller of a valid `grpc-timeout` (if `grpc`)
+/// and a valid `budget_header`. Invalid values are ignored with a DEBUG event.
+pub(crate) fn inbound_budget(
+    headers: &HeaderMap,
+    grpc: bool,
+    budget_header: Option<&HeaderName>,
+) -> Option<Duration> {
+    let read = |name: &HeaderName, parse: fn(&[u8]) -> Option<Duration>| {
+        let value = headers.get(name)?;
+        let parsed = parse(value.as_bytes());
+        if parsed.is_none() {
+            tracing::debug!(
+                timeout.header = %name,
+                timeout.value = ?value,
+                "ignoring a malformed inbound budget"
+            );
+        }
+        parsed
+    };
+    let grpc = grpc
+        .then(|| read(&GRPC_TIMEOUT, parse_grpc_timeout))
+        .flatten();
+    let plain = budget_header.and_then(|name| read(name, parse_millis));
+    match (grpc, plain) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        let parse = |s: &str| parse_grpc_timeout(s.as_bytes());
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3_600)));
+        assert_eq!(parse("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in [
+            "",
+            "m",
+            "100",
+            "100x",
+            "123456789m",
+            "-1m",
+            "1.5S",
+            " 1S",
+            "1s",
+            "٣S",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn plain_millis() {
+        assert_eq!(parse_millis(b"300"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_millis(b"0"), Some(Duration::ZERO));
+        for bad in [&b""[..], b"12345678901", b"+3", b"3 ", b"3ms", b"-1"] {
+            assert_eq!(parse_millis(bad), None);
+        }
+    }
+
+    #[test]
+    fn outbound_grpc_values_fit_and_round_down() {
+        let value = |d: Duration| grpc_timeout_value(d).to_str().unwrap().to_owned();
+        assert_eq!(value(Duration::from_nanos(1_500)), "1500n");
+        assert_eq!(value(Duration::from_millis(250)), "250000u");
+        assert_eq!(value(Duration::from_secs(300)), "300000m");
+        assert_eq!(value(Duration::from_secs(3 * 86_400)), "259200S");
+        assert_eq!(value(Duration::ZERO), "0n");
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..24)) {
+            let _ = parse_grpc_timeout(&bytes);
+            let _ = parse_millis(&bytes);
+        }
+
+        #[test]
+        fn grpc_round_trip_never_grows(nanos in 0u64..u64::MAX / 2) {
+            let budget = Duration::from_nanos(nanos);
+            let value = grpc_timeout_value(budget);
+            let parsed = parse_grpc_timeout(value.as_bytes()).unwrap();
+            prop_assert!(parsed <= budget);
+            // Rounding down loses less than one unit of the chosen scale: under 1/10^5 of
+            // the budget, since the finer scale (at most 1 000 times finer) overflowed 8 digits.
+            prop_assert!(budget - parsed <= budget / 50_000 + Duration::from_nanos(1));
+        }
+
+        #[test]
+        fn millis_round_trip(ms in 0u64..10_000_000_000) {
+            prop_assert_eq!(parse_millis(ms.to_string().as_bytes()), Some(Duration::from_millis(ms)));
+        }
+    }
+}
