@@ -1,7 +1,12 @@
 //! [`ServiceBuilderExt`]: the rampart layers as `ServiceBuilder` methods.
 
 use tower::ServiceBuilder;
-#[cfg(any(feature = "http", feature = "rate-limit", feature = "circuit-breaker"))]
+#[cfg(any(
+    feature = "http",
+    feature = "rate-limit",
+    feature = "circuit-breaker",
+    feature = "timeout"
+))]
 use tower::layer::util::Stack;
 
 mod sealed {
@@ -88,6 +93,32 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         self,
         layer: crate::circuit_breaker::CircuitBreakerLayer<K, Cl, F>,
     ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<K, Cl, F>, L>>;
+
+    /// Adds a [`TimeoutLayer`](crate::timeout::TimeoutLayer): every request gets a deadline,
+    /// shortened by its caller's budget, and a 504 when it passes.
+    ///
+    /// Not named `timeout`: `ServiceBuilder` has an inherent `timeout(Duration)` (tower's own
+    /// `Timeout`, feature `timeout`), and an inherent method silently wins over a trait method.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum::{Router, routing::get};
+    /// use tower::ServiceBuilder;
+    /// use tower_rampart::{ServiceBuilderExt, timeout::TimeoutLayer};
+    ///
+    /// let app: Router = Router::new().route("/", get(|| async { "ok" })).layer(
+    ///     ServiceBuilder::new()
+    ///         .rejection_response()
+    ///         .deadline(TimeoutLayer::new(Duration::from_secs(2))),
+    /// );
+    /// # let _ = app;
+    /// ```
+    #[cfg(feature = "timeout")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+    fn deadline<T, I>(
+        self,
+        layer: crate::timeout::TimeoutLayer<T, I>,
+    ) -> ServiceBuilder<Stack<crate::timeout::TimeoutLayer<T, I>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -109,6 +140,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: crate::circuit_breaker::CircuitBreakerLayer<K, Cl, F>,
     ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<K, Cl, F>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "timeout")]
+    fn deadline<T, I>(
+        self,
+        layer: crate::timeout::TimeoutLayer<T, I>,
+    ) -> ServiceBuilder<Stack<crate::timeout::TimeoutLayer<T, I>, L>> {
         self.layer(layer)
     }
 }

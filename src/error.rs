@@ -395,6 +395,7 @@ impl StdError for RateLimited {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimedOut {
     after: Duration,
+    status: Option<http::StatusCode>,
 }
 
 // === impl TimedOut ===
@@ -408,7 +409,36 @@ impl TimedOut {
     /// assert_eq!(TimedOut::new(Duration::from_secs(1)).after(), Duration::from_secs(1));
     /// ```
     pub const fn new(after: Duration) -> Self {
-        Self { after }
+        Self {
+            after,
+            status: None,
+        }
+    }
+
+    /// The same rejection, answered over HTTP with `status` instead of 504 (set by
+    /// [`TimeoutLayer::status`](crate::timeout::TimeoutLayer::status)).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_rampart::error::TimedOut;
+    /// let t = TimedOut::new(Duration::from_secs(1)).with_status(http::StatusCode::SERVICE_UNAVAILABLE);
+    /// assert_eq!(t.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    /// ```
+    #[must_use]
+    pub const fn with_status(mut self, status: http::StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// The HTTP status chosen instead of 504, if any.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_rampart::error::TimedOut;
+    /// assert_eq!(TimedOut::new(Duration::ZERO).status(), None);
+    /// ```
+    pub const fn status(&self) -> Option<http::StatusCode> {
+        self.status
     }
 
     /// The budget the request had: the earlier of the configured limit and the inbound

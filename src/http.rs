@@ -121,7 +121,10 @@ impl Rejection {
         match self {
             Rejection::CircuitOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Rejection::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
+            Rejection::TimedOut(t) => match t.status() {
+                Some(status) => status,
+                None => StatusCode::GATEWAY_TIMEOUT,
+            },
             Rejection::PartFailed(_) => StatusCode::BAD_GATEWAY,
         }
     }

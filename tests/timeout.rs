@@ -65,6 +65,13 @@ async fn a_slow_handler_gets_504_at_the_limit() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_expiry_status_is_configurable() {
+    let layer = TimeoutLayer::new(ms(100)).status(StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _) = send(app(layer, ms(1_000)), &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_ready_response_wins_even_past_the_deadline() {
     let layer = TimeoutLayer::new(ms(10)).ignore_inbound();
     let mut svc = ServiceBuilder::new()

@@ -39,13 +39,19 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
-        // The budget the call was given, for the rejection.
+        // The budget the call was given, and the HTTP status chosen instead of 504.
         budget: Duration,
+        status: Option<http::StatusCode>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn running(inner: F, deadline: Option<Instant>, budget: Duration) -> Self {
+    pub(crate) fn running(
+        inner: F,
+        deadline: Option<Instant>,
+        budget: Duration,
+        status: Option<http::StatusCode>,
+    ) -> Self {
         let timer = match deadline {
             Some(deadline) => Timer::Idle { deadline },
             None => Timer::Never,
@@ -53,14 +59,16 @@ impl<F> ResponseFuture<F> {
         Self {
             kind: Kind::Running { inner, timer },
             budget,
+            status,
         }
     }
 
     /// A call whose budget was spent before it started: it fails without being made.
-    pub(crate) fn expired(budget: Duration) -> Self {
+    pub(crate) fn expired(budget: Duration, status: Option<http::StatusCode>) -> Self {
         Self {
             kind: Kind::Expired,
             budget,
+            status,
         }
     }
 }
@@ -73,12 +81,16 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     }
 }
 
-fn timed_out(budget: Duration) -> BoxError {
+fn timed_out(budget: Duration, status: Option<http::StatusCode>) -> BoxError {
     tracing::debug!(
         timeout.after_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
         "deadline elapsed"
     );
-    Box::new(Rejection::from(TimedOut::new(budget)))
+    let rejection = TimedOut::new(budget);
+    Box::new(Rejection::from(match status {
+        Some(status) => rejection.with_status(status),
+        None => rejection,
+    }))
 }
 
 impl<F, T, E> Future for ResponseFuture<F>
@@ -102,12 +114,12 @@ where
                 match timer.project() {
                     TimerProj::Armed { sleep } => {
                         ready!(sleep.poll(cx));
-                        Poll::Ready(Err(timed_out(*this.budget)))
+                        Poll::Ready(Err(timed_out(*this.budget, *this.status)))
                     }
                     TimerProj::Never | TimerProj::Idle { .. } => Poll::Pending,
                 }
             }
-            KindProj::Expired => Poll::Ready(Err(timed_out(*this.budget))),
+            KindProj::Expired => Poll::Ready(Err(timed_out(*this.budget, *this.status))),
         }
     }
 }

@@ -130,6 +130,7 @@ impl<Req> private::Inbound<Req> for NoInbound {
 pub struct TimeoutLayer<L = Duration, I = HttpInbound> {
     limit: L,
     inbound: I,
+    status: Option<http::StatusCode>,
 }
 
 impl<L: fmt::Debug, I: fmt::Debug> fmt::Debug for TimeoutLayer<L, I> {
@@ -137,6 +138,7 @@ impl<L: fmt::Debug, I: fmt::Debug> fmt::Debug for TimeoutLayer<L, I> {
         f.debug_struct("TimeoutLayer")
             .field("limit", &self.limit)
             .field("inbound", &self.inbound)
+            .field("status", &self.status)
             .finish()
     }
 }
@@ -150,6 +152,7 @@ impl<L> TimeoutLayer<L> {
         Self {
             limit,
             inbound: HttpInbound::default(),
+            status: None,
         }
     }
 
@@ -201,7 +204,25 @@ impl<L> TimeoutLayer<L> {
         TimeoutLayer {
             limit: self.limit,
             inbound: NoInbound,
+            status: self.status,
         }
+    }
+}
+
+impl<L, I> TimeoutLayer<L, I> {
+    /// Answers expired requests with `status` instead of `504 Gateway Timeout` (for example
+    /// 503 behind a load balancer that retries those). `408` is possible but browsers read it
+    /// as "the connection is closed". Default: 504.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_rampart::timeout::TimeoutLayer;
+    /// let layer = TimeoutLayer::new(Duration::from_secs(2)).status(http::StatusCode::SERVICE_UNAVAILABLE);
+    /// # let _ = layer;
+    /// ```
+    pub fn status(mut self, status: http::StatusCode) -> Self {
+        self.status = Some(status);
+        self
     }
 }
 
@@ -209,6 +230,6 @@ impl<S, L: Clone, I: Clone> Layer<S> for TimeoutLayer<L, I> {
     type Service = Timeout<S, L, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::new(inner, self.limit.clone(), self.inbound.clone())
+        Timeout::new(inner, self.limit.clone(), self.inbound.clone(), self.status)
     }
 }

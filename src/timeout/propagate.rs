@@ -158,7 +158,7 @@ where
             .deadline()
             .or_else(|| req.extensions().get::<Deadline>().copied());
         let Some(deadline) = deadline else {
-            return ResponseFuture::running(self.inner.call(req), None, Duration::ZERO);
+            return ResponseFuture::running(self.inner.call(req), None, Duration::ZERO, None);
         };
         let now = Instant::now();
         let left = deadline
@@ -167,7 +167,7 @@ where
             .saturating_sub(self.layer.margin);
         if left.is_zero() {
             tracing::debug!("request budget spent; outbound call not sent");
-            return ResponseFuture::expired(left);
+            return ResponseFuture::expired(left, None);
         }
         let headers = req.headers_mut();
         if self.layer.grpc {
@@ -177,6 +177,6 @@ where
             let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
             headers.insert(name, HeaderValue::from(millis));
         }
-        ResponseFuture::running(self.inner.call(req), Some(now + left), left)
+        ResponseFuture::running(self.inner.call(req), Some(now + left), left, None)
     }
 }

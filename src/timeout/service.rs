@@ -42,16 +42,18 @@ pub struct Timeout<S, L = std::time::Duration, I = HttpInbound> {
     inner: S,
     limit: L,
     inbound: I,
+    status: Option<http::StatusCode>,
 }
 
 // === impl Timeout ===
 
 impl<S, L, I> Timeout<S, L, I> {
-    pub(crate) fn new(inner: S, limit: L, inbound: I) -> Self {
+    pub(crate) fn new(inner: S, limit: L, inbound: I, status: Option<http::StatusCode>) -> Self {
         Self {
             inner,
             limit,
             inbound,
+            status,
         }
     }
 
@@ -86,11 +88,16 @@ where
             budget = earlier.instant().saturating_duration_since(now);
         }
         if budget.is_zero() {
-            return ResponseFuture::expired(budget);
+            return ResponseFuture::expired(budget, self.status);
         }
         private::Inbound::attach(&self.inbound, &mut req, deadline);
         let ctx = outer.with_deadline(deadline);
         let inner = context::sync_scope(ctx, || self.inner.call(req));
-        ResponseFuture::running(context::scope(ctx, inner), Some(deadline.instant()), budget)
+        ResponseFuture::running(
+            context::scope(ctx, inner),
+            Some(deadline.instant()),
+            budget,
+            self.status,
+        )
     }
 }
