@@ -23,12 +23,36 @@
 //! # }
 //! ```
 
+use std::cell::Cell;
+use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{self, Poll};
 
 use crate::timeout::Deadline;
 
-tokio::task_local! {
-    static CONTEXT: Context;
+std::thread_local! {
+    // The context of the task being polled on this thread. A `Cell` of a `Copy` value with a
+    // constant initialiser: entering and leaving a scope are two plain thread-local writes.
+    static CURRENT: Cell<Context> = const { Cell::new(Context::new()) };
+}
+
+/// Puts `ctx` in place for as long as it lives, then restores what was there (also when
+/// the code in scope panics).
+struct Entered(Context);
+
+impl Entered {
+    #[inline]
+    fn new(ctx: Context) -> Self {
+        Self(CURRENT.with(|current| current.replace(ctx)))
+    }
+}
+
+impl Drop for Entered {
+    #[inline]
+    fn drop(&mut self) {
+        CURRENT.with(|current| current.set(self.0));
+    }
 }
 
 /// The values in scope for one request. Cheap to copy.
@@ -63,8 +87,9 @@ impl Context {
     /// # use tower_rampart::context::Context;
     /// assert_eq!(Context::current(), Context::new());
     /// ```
+    #[inline]
     pub fn current() -> Self {
-        CONTEXT.try_with(|ctx| *ctx).unwrap_or_default()
+        CURRENT.with(Cell::get)
     }
 
     /// The request's deadline, if it has one.
@@ -97,16 +122,46 @@ impl Context {
     }
 }
 
-/// Runs `fut` with `ctx` in scope.
+/// Runs `fut` with `ctx` in scope: `ctx` is the current context while `fut` is being polled.
 ///
 /// See the [module docs](self) for an example.
-pub fn scope<F: Future>(ctx: Context, fut: F) -> tokio::task::futures::TaskLocalFuture<Context, F> {
-    CONTEXT.scope(ctx, fut)
+pub fn scope<F: Future>(ctx: Context, fut: F) -> Scoped<F> {
+    Scoped { ctx, inner: fut }
 }
 
 /// Runs `f` with `ctx` in scope (for the synchronous part of a call).
+#[inline]
 pub(crate) fn sync_scope<R>(ctx: Context, f: impl FnOnce() -> R) -> R {
-    CONTEXT.sync_scope(ctx, f)
+    let _entered = Entered::new(ctx);
+    f()
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled with its [`Context`] in scope; made by [`scope`].
+    pub struct Scoped<F> {
+        ctx: Context,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scoped")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = Entered::new(*this.ctx);
+        this.inner.poll(cx)
+    }
 }
 
 /// Spawns `fut` on the current runtime with the current context carried over, so that the

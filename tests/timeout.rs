@@ -180,6 +180,26 @@ async fn generic_services_get_a_typed_rejection() {
 }
 
 #[test]
+fn the_http_ready_path_without_the_extension_makes_no_heap_allocation() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let mut svc = ServiceBuilder::new()
+        .layer(TimeoutLayer::new(ms(100)).request_extension(false))
+        .service_fn(|req: Request<()>| std::future::ready(Ok::<_, Infallible>(req)));
+    let requests: Vec<_> = (0..1_000).map(|_| Request::new(())).collect();
+    let (responses, allocations) = support::alloc::count(|| {
+        requests
+            .into_iter()
+            .map(|req| support::ready_now(svc.call(req)).unwrap())
+            .count()
+    });
+    assert_eq!((responses, allocations), (1_000, 0));
+}
+
+#[test]
 fn the_ready_path_makes_no_heap_allocation() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()

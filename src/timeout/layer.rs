@@ -70,6 +70,7 @@ pub(crate) mod private {
 pub struct HttpInbound {
     grpc: bool,
     header: Option<HeaderName>,
+    extension: bool,
 }
 
 impl Default for HttpInbound {
@@ -77,19 +78,42 @@ impl Default for HttpInbound {
         Self {
             grpc: true,
             header: Some(DEFAULT_BUDGET_HEADER.clone()),
+            extension: true,
         }
+    }
+}
+
+impl HttpInbound {
+    /// The budget a caller sent in `headers`: the smaller of a valid `grpc-timeout` and a
+    /// valid budget header; malformed values are ignored (with a DEBUG event).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_rampart::timeout::HttpInbound;
+    ///
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("grpc-timeout", "250m".parse().unwrap());
+    /// headers.insert("x-request-timeout-ms", "900".parse().unwrap());
+    /// assert_eq!(HttpInbound::default().budget(&headers), Some(Duration::from_millis(250)));
+    /// headers.insert("grpc-timeout", "soon".parse().unwrap());
+    /// assert_eq!(HttpInbound::default().budget(&headers), Some(Duration::from_millis(900)));
+    /// ```
+    pub fn budget(&self, headers: &http::HeaderMap) -> Option<Duration> {
+        inbound_budget(headers, self.grpc, self.header.as_ref())
     }
 }
 
 impl<B> private::Inbound<http::Request<B>> for HttpInbound {
     #[inline]
     fn budget(&self, req: &http::Request<B>) -> Option<Duration> {
-        inbound_budget(req.headers(), self.grpc, self.header.as_ref())
+        HttpInbound::budget(self, req.headers())
     }
 
     #[inline]
     fn attach(&self, req: &mut http::Request<B>, deadline: Deadline) {
-        req.extensions_mut().insert(deadline);
+        if self.extension {
+            req.extensions_mut().insert(deadline);
+        }
     }
 }
 
@@ -181,6 +205,22 @@ impl<L> TimeoutLayer<L> {
     /// ```
     pub fn grpc_timeout(mut self, read: bool) -> Self {
         self.inbound.grpc = read;
+        self
+    }
+
+    /// Whether to put the [`Deadline`] in the request's extensions (axum's
+    /// `Extension<Deadline>`, hyper's `req.extensions()`). Default: `true`. Inserting an
+    /// extension costs one or two heap allocations per request (`http::Extensions` boxes its
+    /// values); turn it off when handlers use [`Deadline::current`], which is free.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_rampart::timeout::TimeoutLayer;
+    /// let layer = TimeoutLayer::new(Duration::from_secs(2)).request_extension(false);
+    /// # let _ = layer;
+    /// ```
+    pub fn request_extension(mut self, insert: bool) -> Self {
+        self.inbound.extension = insert;
         self
     }
 

@@ -2,7 +2,6 @@
 
 use std::task::{Context as TaskContext, Poll};
 
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -69,7 +68,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<TaskLocalFuture<Context, S::Future>>;
+    type Future = ResponseFuture<context::Scoped<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
