@@ -12,7 +12,9 @@ use axum::Router;
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_rampart::ServiceBuilderExt;
+use tower_rampart::circuit_breaker::CircuitBreakerLayer;
 use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
+use tower_rampart::timeout::{Deadline, TimeoutLayer};
 use tracing_subscriber::EnvFilter;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -28,12 +30,24 @@ fn app() -> Result<Router, tower_rampart::ConfigError> {
         .build()?;
     Ok(Router::new()
         .route("/", get(|| async { "tower-rampart example server\n" }))
+        .route("/budget", get(budget))
         .layer(
             ServiceBuilder::new()
                 // Rejections from the layers below become 429/503/504/502 responses.
                 .rejection_response()
-                .layer(per_client),
+                // 2 s per request, or less if the caller sends `grpc-timeout` or
+                // `x-request-timeout-ms`; 504 when it runs out.
+                .deadline(TimeoutLayer::new(Duration::from_secs(2)))
+                .token_bucket(per_client)
+                // 5 server errors in a row: answer 503 for 30 s, then probe.
+                .circuit_breaker(CircuitBreakerLayer::builder().build()?),
         ))
+}
+
+/// Answers with the time this request has left: try `curl -H 'x-request-timeout-ms: 250'`.
+async fn budget() -> String {
+    let left = Deadline::current().map_or(Duration::ZERO, |d| d.remaining());
+    format!("{} ms left\n", left.as_millis())
 }
 
 #[tokio::main]

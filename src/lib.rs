@@ -18,6 +18,7 @@
 //! use tower_rampart::ServiceBuilderExt;
 //! use tower_rampart::circuit_breaker::CircuitBreakerLayer;
 //! use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
+//! use tower_rampart::timeout::TimeoutLayer;
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,6 +27,7 @@
 //!     .layer(
 //!         ServiceBuilder::new()
 //!             .rejection_response() // rejections -> 429/503/504/502, stack is Infallible
+//!             .deadline(TimeoutLayer::new(std::time::Duration::from_secs(2))) // -> 504
 //!             .token_bucket(RateLimitLayer::per_second(50).burst(20).with_key(PeerIp).build()?)
 //!             .circuit_breaker(CircuitBreakerLayer::builder().build()?), // 5xx x5 -> 503
 //!     );
@@ -41,7 +43,7 @@
 //! |---|---|---|
 //! | `circuit-breaker` | yes | [`circuit_breaker`] |
 //! | `rate-limit` | yes | [`rate_limit`] |
-//! | `timeout` | yes | [`timeout`] |
+//! | `timeout` | yes | [`timeout`] and the request [`context`] |
 //! | `fan-out` | yes | [`fan_out`] |
 //! | `request-id` | yes | [`request_id`] |
 //! | `http` | yes | [`http`]: the rejection → response mapping and [`http::RejectionResponseLayer`] |
