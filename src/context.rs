@@ -1,7 +1,7 @@
 //! The request context: what travels with a request through the handler, its fan-out parts
 //! and every outbound call, in a task-local scope.
 //!
-//! Today it carries the request's [`Deadline`](crate::timeout::Deadline), set by
+//! Today it carries the request's [`Deadline`], set by
 //! [`TimeoutLayer`](crate::timeout::TimeoutLayer) around the inner call and read by
 //! [`PropagateDeadlineLayer`](crate::timeout::PropagateDeadlineLayer) on outbound calls. Work
 //! moved to another task with `tokio::spawn` leaves the scope: carry it with [`spawn`].
