@@ -87,92 +87,64 @@ where
     });
 }
 
+/// The same benches for every timeout layer over the services `$make()` builds, each call
+/// driven by `$drive` (a macro: each layer is a different service type).
+macro_rules! timeout_group {
+    ($c:expr, $name:expr, $make:expr, $drive:expr) => {{
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        let mut group = $c.benchmark_group($name);
+        group.throughput(Throughput::Elements(1));
+        run(&mut group, "baseline", $make(), $drive);
+        run(
+            &mut group,
+            "rampart_layer",
+            TimeoutLayer::new(LIMIT).layer($make()),
+            $drive,
+        );
+        run(
+            &mut group,
+            "rampart_layer_no_extension",
+            TimeoutLayer::new(LIMIT)
+                .request_extension(false)
+                .layer($make()),
+            $drive,
+        );
+        run(
+            &mut group,
+            "rampart_layer_ignore_inbound",
+            TimeoutLayer::new(LIMIT).ignore_inbound().layer($make()),
+            $drive,
+        );
+        run(
+            &mut group,
+            "tower_timeout",
+            tower::timeout::TimeoutLayer::new(LIMIT).layer($make()),
+            $drive,
+        );
+        run(
+            &mut group,
+            "tower_http_timeout",
+            tower_http::timeout::TimeoutLayer::with_status_code(
+                http::StatusCode::GATEWAY_TIMEOUT,
+                LIMIT,
+            )
+            .layer($make()),
+            $drive,
+        );
+        group.finish();
+    }};
+}
+
 fn ready(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let _entered = runtime.enter();
-    let mut group = c.benchmark_group("timeout/ready");
-    group.throughput(Throughput::Elements(1));
-    run(&mut group, "baseline", bare(), ready_now);
-    run(
-        &mut group,
-        "rampart_layer",
-        TimeoutLayer::new(LIMIT).layer(bare()),
-        ready_now,
-    );
-    run(
-        &mut group,
-        "rampart_layer_no_extension",
-        TimeoutLayer::new(LIMIT)
-            .request_extension(false)
-            .layer(bare()),
-        ready_now,
-    );
-    run(
-        &mut group,
-        "rampart_layer_ignore_inbound",
-        TimeoutLayer::new(LIMIT).ignore_inbound().layer(bare()),
-        ready_now,
-    );
-    run(
-        &mut group,
-        "tower_timeout",
-        tower::timeout::TimeoutLayer::new(LIMIT).layer(bare()),
-        ready_now,
-    );
-    run(
-        &mut group,
-        "tower_http_timeout",
-        tower_http::timeout::TimeoutLayer::with_status_code(
-            http::StatusCode::GATEWAY_TIMEOUT,
-            LIMIT,
-        )
-        .layer(bare()),
-        ready_now,
-    );
-    group.finish();
+    timeout_group!(c, "timeout/ready", bare, ready_now);
 }
 
 fn pending(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let _entered = runtime.enter();
-    let mut group = c.benchmark_group("timeout/pending_once");
-    group.throughput(Throughput::Elements(1));
-    run(&mut group, "baseline", slow(), twice);
-    run(
-        &mut group,
-        "rampart_layer",
-        TimeoutLayer::new(LIMIT).layer(slow()),
-        twice,
-    );
-    run(
-        &mut group,
-        "rampart_layer_ignore_inbound",
-        TimeoutLayer::new(LIMIT).ignore_inbound().layer(slow()),
-        twice,
-    );
-    run(
-        &mut group,
-        "tower_timeout",
-        tower::timeout::TimeoutLayer::new(LIMIT).layer(slow()),
-        twice,
-    );
-    run(
-        &mut group,
-        "tower_http_timeout",
-        tower_http::timeout::TimeoutLayer::with_status_code(
-            http::StatusCode::GATEWAY_TIMEOUT,
-            LIMIT,
-        )
-        .layer(slow()),
-        twice,
-    );
-    group.finish();
+    timeout_group!(c, "timeout/pending_once", slow, twice);
 }
 
 fn inbound(c: &mut Criterion) {

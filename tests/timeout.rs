@@ -27,18 +27,22 @@ fn ms(n: u64) -> Duration {
 
 /// An app whose handler sleeps `sleep` and answers with the milliseconds it had left.
 fn app(layer: TimeoutLayer, sleep: Duration) -> Router {
-    Router::new()
-        .route(
-            "/",
-            get(move || async move {
-                let left = Deadline::current()
-                    .expect("a deadline in scope")
-                    .remaining();
-                tokio::time::sleep(sleep).await;
-                left.as_millis().to_string()
-            }),
-        )
-        .layer(ServiceBuilder::new().rejection_response().layer(layer))
+    let router = Router::new().route(
+        "/",
+        get(move || async move {
+            let left = Deadline::current()
+                .expect("a deadline in scope")
+                .remaining();
+            tokio::time::sleep(sleep).await;
+            left.as_millis().to_string()
+        }),
+    );
+    guard(router, layer)
+}
+
+/// `router` behind `layer`, with rejections answered as responses.
+fn guard(router: Router, layer: TimeoutLayer) -> Router {
+    router.layer(ServiceBuilder::new().rejection_response().layer(layer))
 }
 
 async fn send(app: Router, headers: &[(&str, &str)]) -> (StatusCode, String) {
@@ -136,29 +140,20 @@ async fn a_spent_budget_fails_without_calling_the_handler() {
 #[tokio::test(start_paused = true)]
 async fn nested_layers_keep_the_earliest_deadline() {
     let inner = app(TimeoutLayer::new(ms(5_000)), ms(0));
-    let outer = inner.layer(
-        ServiceBuilder::new()
-            .rejection_response()
-            .layer(TimeoutLayer::new(ms(800))),
-    );
+    let outer = guard(inner, TimeoutLayer::new(ms(800)));
     let (status, body) = send(outer, &[]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "800"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_deadline_is_in_the_request_extensions() {
-    let app = Router::new()
-        .route(
-            "/",
-            get(|Extension(deadline): Extension<Deadline>| async move {
-                deadline.remaining().as_millis().to_string()
-            }),
-        )
-        .layer(
-            ServiceBuilder::new()
-                .rejection_response()
-                .layer(TimeoutLayer::new(ms(700))),
-        );
+    let router = Router::new().route(
+        "/",
+        get(|Extension(deadline): Extension<Deadline>| async move {
+            deadline.remaining().as_millis().to_string()
+        }),
+    );
+    let app = guard(router, TimeoutLayer::new(ms(700)));
     let (status, body) = send(app, &[]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "700"));
 }
