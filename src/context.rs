@@ -1,9 +1,12 @@
 //! The request context: what travels with a request through the handler, its fan-out parts
 //! and every outbound call, in a task-local scope.
 //!
-//! Today it carries the request's [`Deadline`], set by
-//! [`TimeoutLayer`](crate::timeout::TimeoutLayer) around the inner call and read by
-//! [`PropagateDeadlineLayer`](crate::timeout::PropagateDeadlineLayer) on outbound calls. Work
+//! It carries the request's [`RequestId`](crate::request_id::RequestId), set by
+//! [`SetRequestIdLayer`](crate::request_id::SetRequestIdLayer), and its
+//! [`Deadline`](crate::timeout::Deadline), set by
+//! [`TimeoutLayer`](crate::timeout::TimeoutLayer); the outbound layers
+//! ([`PropagateRequestIdLayer`](crate::request_id::PropagateRequestIdLayer),
+//! [`PropagateDeadlineLayer`](crate::timeout::PropagateDeadlineLayer)) read them. Work
 //! moved to another task with `tokio::spawn` leaves the scope: carry it with [`spawn`].
 //!
 //! ```
@@ -29,6 +32,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{self, Poll};
 
+#[cfg(feature = "request-id")]
+use crate::request_id::RequestId;
+#[cfg(feature = "timeout")]
 use crate::timeout::Deadline;
 
 std::thread_local! {
@@ -70,7 +76,10 @@ impl Drop for Entered {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Context {
+    #[cfg(feature = "timeout")]
     deadline: Option<Deadline>,
+    #[cfg(feature = "request-id")]
+    request_id: Option<RequestId>,
 }
 
 impl Context {
@@ -78,7 +87,12 @@ impl Context {
     ///
     /// See [`Context`] for an example.
     pub const fn new() -> Self {
-        Self { deadline: None }
+        Self {
+            #[cfg(feature = "timeout")]
+            deadline: None,
+            #[cfg(feature = "request-id")]
+            request_id: None,
+        }
     }
 
     /// The context in scope now, or an empty one outside any scope.
@@ -92,9 +106,37 @@ impl Context {
         CURRENT.with(Cell::get)
     }
 
+    /// The request's id, if a [`SetRequestIdLayer`](crate::request_id::SetRequestIdLayer) set
+    /// one.
+    ///
+    /// ```
+    /// use tower_rampart::{context::Context, request_id::{MakeRequestId, UuidV7}};
+    ///
+    /// let id = UuidV7.make_request_id();
+    /// assert_eq!(Context::new().with_request_id(id).request_id(), Some(id));
+    /// ```
+    #[cfg(feature = "request-id")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "request-id")))]
+    pub const fn request_id(&self) -> Option<RequestId> {
+        self.request_id
+    }
+
+    /// This context with `id` as the request id.
+    ///
+    /// See [`request_id`](Self::request_id) for an example.
+    #[cfg(feature = "request-id")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "request-id")))]
+    #[must_use]
+    pub const fn with_request_id(mut self, id: RequestId) -> Self {
+        self.request_id = Some(id);
+        self
+    }
+
     /// The request's deadline, if it has one.
     ///
     /// See [`Context`] for an example.
+    #[cfg(feature = "timeout")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
     pub const fn deadline(&self) -> Option<Deadline> {
         self.deadline
     }
@@ -112,6 +154,8 @@ impl Context {
     /// assert_eq!(Context::new().with_deadline(short).with_deadline(long).deadline(), Some(short));
     /// # }
     /// ```
+    #[cfg(feature = "timeout")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
     #[must_use]
     pub fn with_deadline(mut self, deadline: Deadline) -> Self {
         self.deadline = Some(match self.deadline {

@@ -75,8 +75,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "timeout")]
-#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+#[cfg(any(feature = "timeout", feature = "request-id"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "timeout", feature = "request-id"))))]
 pub mod context;
 #[cfg(any(feature = "rate-limit", feature = "circuit-breaker"))]
 mod key;

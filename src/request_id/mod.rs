@@ -1,12 +1,40 @@
 //! Request IDs: accept a valid incoming id or generate one, record it, echo it, carry it on.
 //!
-//! This module will hold the server layer that reads `x-request-id` (configurable), keeps
-//! it only if it is 1 to 128 bytes of a safe charset, otherwise generates one (UUID v7 by
-//! default), stores it in the request's extensions and the request context, records it on
-//! the current span as `request_id`, and echoes it on every response, rejections included.
-//! Its client layer sets the header on outgoing requests from the request context.
+//! [`SetRequestIdLayer`] reads `x-request-id` (configurable) and keeps it only if it is 1 to
+//! 128 bytes of letters, digits and `-_.:~` ([`Rules`]); otherwise it generates one
+//! ([`UuidV7`] by default, see [`MakeRequestId`] for the others and their cost) and emits a
+//! DEBUG event with the rejected value's length, never the value. The id goes into the
+//! request (header and [`RequestId`] extension), the [request context](crate::context), a
+//! `request` span with a `request_id` field around the inner call (so every event inside
+//! carries it), and every response. [`PropagateRequestIdLayer`] sets it on outgoing calls;
+//! [`context::spawn`](crate::context::spawn) carries it into spawned tasks.
 //!
 //! # Ordering
 //!
-//! Place it outermost: before (outside) the application's trace layer, so the span sees
-//! the id, and outside every layer that can reject, so their responses carry it too.
+//! Place it outermost: outside [`RejectionResponseLayer`](crate::http::RejectionResponseLayer),
+//! so that the 429, 503, 504 and 502 answers of the other layers carry the id too, and
+//! outside tower-http's `TraceLayer`, so that its span is a child of the `request` span and
+//! its events carry `request_id`.
+//!
+//! ```text
+//! ServiceBuilder::new()
+//!     .layer(SetRequestIdLayer::new())     // 1. id, span, context, echo
+//!     .layer(TraceLayer::new_for_http())   // 2. the app's trace span, inside ours
+//!     .rejection_response()                // 3. rejections become responses (echoed by 1)
+//!     .deadline(..).token_bucket(..)       // 4. the other rampart layers
+//! ```
+//!
+//! # Sharing
+//!
+//! The layers hold configuration only. The [`Counter`] generator's sequence is shared by the
+//! whole process.
+
+mod id;
+mod layer;
+mod make;
+mod propagate;
+
+pub use id::{MAX_LEN, RequestId, Rules};
+pub use layer::{ResponseFuture, SetRequestId, SetRequestIdLayer};
+pub use make::{Counter, MakeRequestId, UuidV4, UuidV7};
+pub use propagate::{PropagateRequestId, PropagateRequestIdLayer};

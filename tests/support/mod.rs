@@ -4,6 +4,7 @@
 pub mod alloc;
 mod poll;
 
+#[allow(unused_imports)] // not every test binary polls by hand
 pub(crate) use poll::ready_now;
 
 use std::convert::Infallible;

@@ -1,0 +1,238 @@
+//! [`SetRequestIdLayer`]: accept or generate the id, scope it, record it, echo it.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll, ready};
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument;
+use tracing::instrument::Instrumented;
+
+use crate::context::{self, Context};
+
+use super::id::{RequestId, Rules};
+use super::make::{MakeRequestId, UuidV7};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Gives every request an id: the caller's if it is valid, else a fresh one. The id goes
+/// into the request (header and `RequestId` extension), the [request context](crate::context),
+/// a tracing span with a `request_id` field around the inner call, and every response.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower::ServiceBuilder;
+/// use tower_rampart::ServiceBuilderExt;
+/// use tower_rampart::request_id::{RequestId, SetRequestIdLayer};
+///
+/// async fn handler() -> String {
+///     let id = tower_rampart::context::Context::current().request_id();
+///     format!("handling {}", id.map(|id| id.to_string()).unwrap_or_default())
+/// }
+///
+/// let app: Router = Router::new().route("/", get(handler)).layer(
+///     ServiceBuilder::new()
+///         .layer(SetRequestIdLayer::new())   // outermost: it also tags the rejections below
+///         .rejection_response(),
+/// );
+/// # let _ = app;
+/// ```
+#[derive(Clone, Debug)]
+pub struct SetRequestIdLayer<M = UuidV7> {
+    header: HeaderName,
+    rules: Rules,
+    make: M,
+    traceparent: bool,
+}
+
+impl SetRequestIdLayer {
+    /// Reads and echoes `x-request-id`, keeps ids of up to 128 letters, digits and `-_.:~`,
+    /// and generates [`UuidV7`]s.
+    ///
+    /// See [`SetRequestIdLayer`] for an example.
+    pub fn new() -> Self {
+        Self {
+            header: X_REQUEST_ID.clone(),
+            rules: Rules::default(),
+            make: UuidV7,
+            traceparent: false,
+        }
+    }
+}
+
+impl Default for SetRequestIdLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M> SetRequestIdLayer<M> {
+    /// The header to read and echo. Default: `x-request-id`.
+    ///
+    /// ```
+    /// # use tower_rampart::request_id::SetRequestIdLayer;
+    /// let layer = SetRequestIdLayer::new().header(http::HeaderName::from_static("x-correlation-id"));
+    /// # let _ = layer;
+    /// ```
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.header = name;
+        self
+    }
+
+    /// What an incoming id must be to be kept. Default: [`Rules::default`].
+    ///
+    /// See [`Rules`] for an example.
+    pub fn rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Takes the trace-id of a valid W3C `traceparent` as the id when the request has no
+    /// valid id header (`traceparent` itself is left as it is). Default: off.
+    ///
+    /// ```
+    /// # use tower_rampart::request_id::SetRequestIdLayer;
+    /// let layer = SetRequestIdLayer::new().from_traceparent(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn from_traceparent(mut self, enabled: bool) -> Self {
+        self.traceparent = enabled;
+        self
+    }
+
+    /// Generates ids with `make`. Default: [`UuidV7`].
+    ///
+    /// ```
+    /// # use tower_rampart::request_id::{Counter, SetRequestIdLayer};
+    /// let layer = SetRequestIdLayer::new().with_generator(Counter::new());
+    /// # let _ = layer;
+    /// ```
+    pub fn with_generator<M2: MakeRequestId>(self, make: M2) -> SetRequestIdLayer<M2> {
+        SetRequestIdLayer {
+            header: self.header,
+            rules: self.rules,
+            make,
+            traceparent: self.traceparent,
+        }
+    }
+}
+
+impl<S, M: Clone> Layer<S> for SetRequestIdLayer<M> {
+    type Service = SetRequestId<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SetRequestId {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`SetRequestIdLayer`].
+///
+/// See [`SetRequestIdLayer`] for an example.
+#[derive(Clone, Debug)]
+pub struct SetRequestId<S, M = UuidV7> {
+    inner: S,
+    layer: SetRequestIdLayer<M>,
+}
+
+impl<S, M> SetRequestId<S, M> {
+    crate::macros::inner_accessors!();
+}
+
+/// The trace-id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), unless all zeros.
+fn trace_id(value: &HeaderValue) -> Option<&[u8]> {
+    let bytes = value.as_bytes();
+    if bytes.len() < 55 || bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+        return None;
+    }
+    let trace = &bytes[3..35];
+    let hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    (trace.iter().all(hex) && trace.iter().any(|b| *b != b'0')).then_some(trace)
+}
+
+impl<S, M, B, R> Service<Request<B>> for SetRequestId<S, M>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    M: MakeRequestId,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let layer = &self.layer;
+        let incoming = req.headers().get(&layer.header);
+        let kept = incoming.and_then(|value| {
+            let id = RequestId::parse(value.as_bytes(), &layer.rules);
+            if id.is_none() {
+                tracing::debug!(
+                    request_id.rejected_len = value.len(),
+                    "replacing an invalid incoming request id"
+                );
+            }
+            id.map(|id| (id, value.clone()))
+        });
+        let (id, value) = match kept {
+            Some(kept) => kept,
+            None => {
+                let id = layer
+                    .traceparent
+                    .then(|| req.headers().get(&TRACEPARENT).and_then(trace_id))
+                    .flatten()
+                    .map_or_else(|| layer.make.make_request_id(), RequestId::from_safe);
+                let value = id.to_header_value();
+                req.headers_mut().insert(&layer.header, value.clone());
+                (id, value)
+            }
+        };
+        req.extensions_mut().insert(id);
+        let span = tracing::info_span!("request", request_id = %id);
+        let ctx = Context::current().with_request_id(id);
+        let inner = span.in_scope(|| context::sync_scope(ctx, || self.inner.call(req)));
+        ResponseFuture {
+            inner: context::scope(ctx, inner.instrument(span)),
+            echo: Some((layer.header.clone(), value)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner call in the request's scope and span; sets the id on the response.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: context::Scoped<Instrumented<F>>,
+        echo: Option<(HeaderName, HeaderValue)>,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, R, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = Result<Response<R>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        if let Some((name, value)) = this.echo.take() {
+            response.headers_mut().insert(name, value);
+        }
+        Poll::Ready(Ok(response))
+    }
+}

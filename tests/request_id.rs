@@ -1,0 +1,314 @@
+//! Request ids, black box: validation, generation, the span, echo on every rejection, and a
+//! two-hop chain of real servers.
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use proptest::prelude::*;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_rampart::ServiceBuilderExt;
+use tower_rampart::context::Context;
+use tower_rampart::request_id::{
+    Counter, MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer, UuidV7,
+};
+
+/// An app that answers with the id it saw in the request context.
+fn app(layer: SetRequestIdLayer) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async {
+                Context::current()
+                    .request_id()
+                    .map(|id| id.to_string())
+                    .unwrap_or_default()
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(layer)
+                .rejection_response()
+                .layer(support::RejectOnHeaderLayer),
+        )
+}
+
+async fn send(app: Router, headers: &[(&str, HeaderValue)]) -> (StatusCode, String, String) {
+    let mut req = Request::get("/");
+    for (name, value) in headers {
+        req = req.header(*name, value.clone());
+    }
+    let response = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let echoed = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    (status, echoed, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn text(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap()
+}
+
+#[tokio::test]
+async fn a_valid_incoming_id_is_kept_and_echoed() {
+    let (status, echoed, seen) = send(
+        app(SetRequestIdLayer::new()),
+        &[("x-request-id", text("req-42:a.b~c_d"))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (echoed.as_str(), seen.as_str()),
+        ("req-42:a.b~c_d", "req-42:a.b~c_d")
+    );
+}
+
+#[tokio::test]
+async fn invalid_incoming_ids_are_replaced() {
+    let too_long = "a".repeat(129);
+    let bad = [
+        text(&too_long),
+        text("two words"),
+        text("<script>"),
+        text(""),
+        HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+    ];
+    for value in bad {
+        let (status, echoed, seen) = send(
+            app(SetRequestIdLayer::new()),
+            &[("x-request-id", value.clone())],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(echoed, seen, "{value:?}");
+        assert_eq!(echoed.len(), 36, "a fresh UUID replaces {value:?}");
+    }
+    let (_, echoed, _) = send(app(SetRequestIdLayer::new()), &[]).await;
+    assert_eq!(echoed.len(), 36, "a missing id is generated");
+}
+
+#[tokio::test]
+async fn rejections_from_every_rampart_layer_carry_the_id() {
+    for (kind, status) in [
+        ("rate", StatusCode::TOO_MANY_REQUESTS),
+        ("open", StatusCode::SERVICE_UNAVAILABLE),
+        ("timeout", StatusCode::GATEWAY_TIMEOUT),
+        ("part", StatusCode::BAD_GATEWAY),
+        ("other", StatusCode::INTERNAL_SERVER_ERROR),
+    ] {
+        let (got, echoed, _) = send(
+            app(SetRequestIdLayer::new()),
+            &[("x-request-id", text("trace-me")), ("x-reject", text(kind))],
+        )
+        .await;
+        assert_eq!((got, echoed.as_str()), (status, "trace-me"), "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn a_traceparent_trace_id_can_stand_in_for_a_missing_id() {
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let layer = SetRequestIdLayer::new().from_traceparent(true);
+    let (_, echoed, _) = send(app(layer.clone()), &[("traceparent", text(traceparent))]).await;
+    assert_eq!(echoed, "4bf92f3577b34da6a3ce929d0e0e4736");
+    // An all-zero trace-id is invalid: a fresh id instead.
+    let zeros = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+    let (_, echoed, _) = send(app(layer), &[("traceparent", text(zeros))]).await;
+    assert_eq!(echoed.len(), 36);
+}
+
+#[test]
+fn generated_ids_are_unique_across_two_threads() {
+    const PER_THREAD: usize = 500_000;
+    fn collect<M: MakeRequestId>(make: M, key: fn(&str) -> u128) -> usize {
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let make = make.clone();
+                std::thread::spawn(move || {
+                    (0..PER_THREAD)
+                        .map(|_| key(make.make_request_id().as_str()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let all: HashSet<u128> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.len()
+    }
+    let uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap().as_u128();
+    let sequence = |s: &str| s.rsplit('-').next().unwrap().parse().unwrap();
+    assert_eq!(collect(UuidV7, uuid), 2 * PER_THREAD);
+    assert_eq!(collect(Counter::new(), sequence), 2 * PER_THREAD);
+}
+
+/// A writer that keeps what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn events_in_the_handler_carry_the_request_id() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async {
+                tracing::info!("charging the card");
+                "ok"
+            }),
+        )
+        .layer(SetRequestIdLayer::new());
+    let req = Request::get("/")
+        .header("x-request-id", "pay-7")
+        .body(Body::empty())
+        .unwrap();
+    app.oneshot(req).await.unwrap();
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("charging the card") && l.contains("request_id=pay-7")),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn two_hops_share_one_id_over_real_tcp() {
+    // B echoes the id it received.
+    let b = Router::new().route(
+        "/",
+        get(|req: Request<Body>| async move {
+            req.headers()
+                .get("x-request-id")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        }),
+    );
+    let b_addr = support::serve(b).await;
+    let client = ServiceBuilder::new()
+        .layer(PropagateRequestIdLayer::new())
+        .service(Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>());
+    let edge = Router::new()
+        .route(
+            "/",
+            get(move || {
+                let mut client = client.clone();
+                async move {
+                    let req = Request::get(format!("http://{b_addr}/"))
+                        .body(Empty::new())
+                        .unwrap();
+                    let response = client.ready().await.unwrap().call(req).await.unwrap();
+                    let body = http_body_util::BodyExt::collect(response.into_body())
+                        .await
+                        .unwrap()
+                        .to_bytes();
+                    String::from_utf8(body.to_vec()).unwrap()
+                }
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new())
+                .rejection_response(),
+        );
+    let edge_addr = support::serve(edge).await;
+    let reply = support::get(edge_addr, "/", &[("x-request-id", "edge-123")]).await;
+    assert_eq!(reply.headers["x-request-id"], "edge-123");
+    assert_eq!(reply.body, "edge-123", "B saw the edge's id");
+    let reply = support::get(edge_addr, "/", &[]).await;
+    let generated = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(reply.body, generated.as_bytes(), "B saw the generated id");
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_header_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let Ok(value) = HeaderValue::from_bytes(&bytes) else { return Ok(()); };
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (status, echoed, seen) = runtime.block_on(send(app(SetRequestIdLayer::new()), &[("x-request-id", value)]));
+        prop_assert_eq!(status, StatusCode::OK);
+        prop_assert_eq!(&echoed, &seen);
+        prop_assert!(!echoed.is_empty() && echoed.len() <= 128);
+        prop_assert!(echoed.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:~".contains(&b)));
+    }
+}
+
+#[test]
+fn allocations_per_request() {
+    fn respond(
+        _: Request<()>,
+    ) -> std::future::Ready<Result<http::Response<()>, std::convert::Infallible>> {
+        std::future::ready(Ok(http::Response::builder()
+            .header("content-type", "text/plain")
+            .body(())
+            .unwrap()))
+    }
+    fn per_request<S>(mut svc: S, make: &dyn Fn() -> Request<()>) -> f64
+    where
+        S: Service<Request<()>, Response = http::Response<()>, Error = std::convert::Infallible>,
+    {
+        let requests: Vec<_> = (0..100).map(|_| make()).collect();
+        let (responses, allocations) = support::alloc::count(|| {
+            requests
+                .into_iter()
+                .map(|req| support::ready_now(svc.call(req)).unwrap())
+                .collect::<Vec<_>>()
+        });
+        drop(responses);
+        allocations as f64 / 100.0
+    }
+    let incoming = || {
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert("x-request-id", text("from-the-client"));
+        req
+    };
+    let bare = || tower::service_fn(respond);
+    let with_ids = || {
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new())
+            .service_fn(respond)
+    };
+    let kept = per_request(with_ids(), &incoming) - per_request(bare(), &incoming);
+    let generated =
+        per_request(with_ids(), &|| Request::new(())) - per_request(bare(), &|| Request::new(()));
+    println!("allocations added per request: incoming {kept}, generated {generated}");
+    // A regression guard at today's counts, above issue 6's target of 2: the request's
+    // extension map and the boxed `RequestId` in it (2), the first clone of a header value
+    // built from a `String` (hyper's are already shared), and the response header; a
+    // generated id adds its header value, the request header and the UUID's formatting.
+    assert!(kept <= 4.0, "incoming: {kept}");
+    assert!(generated <= 7.5, "generated: {generated}");
+}
