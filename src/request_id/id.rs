@@ -94,15 +94,17 @@ impl fmt::Debug for RequestId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rules {
     max_len: u8,
-    extra: [u64; 2],
+    // One bit per byte value below 128: allowed or not (letters and digits always are).
+    allowed: [u64; 2],
 }
 
 impl Default for Rules {
     fn default() -> Self {
         let mut rules = Self {
             max_len: MAX_LEN as u8,
-            extra: [0; 2],
+            allowed: [0; 2],
         };
+        rules.allow_alphanumerics();
         for b in b"-_.:~" {
             rules.allow(*b);
         }
@@ -112,13 +114,18 @@ impl Default for Rules {
 
 impl Rules {
     fn allow(&mut self, b: u8) {
-        self.extra[usize::from(b / 64)] |= 1 << (b % 64);
+        self.allowed[usize::from(b / 64)] |= 1 << (b % 64);
+    }
+
+    fn allow_alphanumerics(&mut self) {
+        for b in (0u8..128).filter(u8::is_ascii_alphanumeric) {
+            self.allow(b);
+        }
     }
 
     #[inline]
     fn allows(&self, b: u8) -> bool {
-        b.is_ascii_alphanumeric()
-            || (b < 128 && self.extra[usize::from(b / 64)] & (1 << (b % 64)) != 0)
+        b < 128 && self.allowed[usize::from(b / 64)] & (1 << (b % 64)) != 0
     }
 
     /// The longest id kept, 1 to 128 bytes. Default: 128.
@@ -143,7 +150,8 @@ impl Rules {
     ///
     /// See [`Rules`] for an example.
     pub fn extra_chars(mut self, chars: &str) -> Result<Self, crate::ConfigError> {
-        self.extra = [0; 2];
+        self.allowed = [0; 2];
+        self.allow_alphanumerics();
         for b in chars.bytes() {
             if !b.is_ascii_punctuation() || matches!(b, b'"' | b'\\' | b',' | b';') {
                 return Err(crate::ConfigError::new(

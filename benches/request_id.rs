@@ -1,0 +1,105 @@
+//! Request ids against tower-http's `SetRequestId` + `PropagateRequestId` (with
+//! `MakeRequestUuid`), measured in the same groups over a bare `service_fn` baseline: an
+//! incoming valid id, and a generated one (each generator).
+//!
+//! Run with: cargo bench --bench request_id
+
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+#[path = "../tests/support/poll.rs"]
+mod poll;
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use http::{HeaderValue, Request, Response};
+use tower::{Layer, Service, ServiceBuilder, service_fn};
+use tower_rampart::request_id::{Counter, SetRequestIdLayer, UuidV4};
+
+use poll::ready_now;
+
+fn bare() -> impl Service<
+    Request<()>,
+    Response = Response<()>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<()>, Infallible>>,
+> + Clone {
+    service_fn(|_: Request<()>| std::future::ready(Ok(Response::new(()))))
+}
+
+fn run<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S, incoming: bool)
+where
+    S: Service<Request<()>, Error = Infallible>,
+{
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            let mut req = Request::new(());
+            if incoming {
+                req.headers_mut().insert(
+                    "x-request-id",
+                    HeaderValue::from_static("0193a5c2-7f3e-7b4c-9d2a-5f1e8c3b6a70"),
+                );
+            }
+            black_box(ready_now(svc.call(req)).unwrap())
+        })
+    });
+}
+
+fn tower_http() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> {
+    ServiceBuilder::new()
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .service(bare())
+}
+
+fn incoming(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request_id/incoming_valid");
+    group.throughput(Throughput::Elements(1));
+    run(&mut group, "baseline", bare(), true);
+    run(
+        &mut group,
+        "rampart_layer",
+        SetRequestIdLayer::new().layer(bare()),
+        true,
+    );
+    run(&mut group, "tower_http", tower_http(), true);
+    group.finish();
+}
+
+fn generated(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request_id/generated");
+    group.throughput(Throughput::Elements(1));
+    run(&mut group, "baseline", bare(), false);
+    run(
+        &mut group,
+        "rampart_uuid_v7",
+        SetRequestIdLayer::new().layer(bare()),
+        false,
+    );
+    run(
+        &mut group,
+        "rampart_uuid_v4",
+        SetRequestIdLayer::new()
+            .with_generator(UuidV4)
+            .layer(bare()),
+        false,
+    );
+    run(
+        &mut group,
+        "rampart_counter",
+        SetRequestIdLayer::new()
+            .with_generator(Counter::new())
+            .layer(bare()),
+        false,
+    );
+    run(&mut group, "tower_http_uuid_v4", tower_http(), false);
+    group.finish();
+}
+
+criterion_group!(benches, incoming, generated);
+criterion_main!(benches);
