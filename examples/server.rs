@@ -14,6 +14,7 @@ use tower::ServiceBuilder;
 use tower_rampart::ServiceBuilderExt;
 use tower_rampart::circuit_breaker::CircuitBreakerLayer;
 use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
+use tower_rampart::request_id::SetRequestIdLayer;
 use tower_rampart::timeout::{Deadline, TimeoutLayer};
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +34,9 @@ fn app() -> Result<Router, tower_rampart::ConfigError> {
         .route("/budget", get(budget))
         .layer(
             ServiceBuilder::new()
+                // Outermost: accept or generate `x-request-id`, echo it on every response,
+                // rejections included.
+                .layer(SetRequestIdLayer::new())
                 // Rejections from the layers below become 429/503/504/502 responses.
                 .rejection_response()
                 // 2 s per request, or less if the caller sends `grpc-timeout` or

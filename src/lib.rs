@@ -18,6 +18,7 @@
 //! use tower_rampart::ServiceBuilderExt;
 //! use tower_rampart::circuit_breaker::CircuitBreakerLayer;
 //! use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
+//! use tower_rampart::request_id::SetRequestIdLayer;
 //! use tower_rampart::timeout::TimeoutLayer;
 //!
 //! # #[tokio::main]
@@ -26,6 +27,7 @@
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(
 //!         ServiceBuilder::new()
+//!             .layer(SetRequestIdLayer::new()) // outermost: x-request-id on every response
 //!             .rejection_response() // rejections -> 429/503/504/502, stack is Infallible
 //!             .deadline(TimeoutLayer::new(std::time::Duration::from_secs(2))) // -> 504
 //!             .token_bucket(RateLimitLayer::per_second(50).burst(20).with_key(PeerIp).build()?)
