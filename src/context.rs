@@ -1,9 +1,9 @@
 //! The request context: what travels with a request through the handler, its fan-out parts
 //! and every outbound call, in a task-local scope.
 //!
-//! It carries the request's [`RequestId`](crate::request_id::RequestId), set by
+//! It carries the request's [`RequestId`], set by
 //! [`SetRequestIdLayer`](crate::request_id::SetRequestIdLayer), and its
-//! [`Deadline`](crate::timeout::Deadline), set by
+//! [`Deadline`], set by
 //! [`TimeoutLayer`](crate::timeout::TimeoutLayer); the outbound layers
 //! ([`PropagateRequestIdLayer`](crate::request_id::PropagateRequestIdLayer),
 //! [`PropagateDeadlineLayer`](crate::timeout::PropagateDeadlineLayer)) read them. Work
