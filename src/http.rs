@@ -292,7 +292,8 @@ where
 /// The default body: a small JSON object with `Content-Type: application/json`.
 ///
 /// `error` is [`Rejection::code`]; `retry_after_s` (the same number as `Retry-After`) is
-/// present when the client should wait; `part` names a failed fan-out part.
+/// present when the client should wait; `part` names a failed fan-out part; `request_id` is
+/// the request's id when a `SetRequestIdLayer` sits outside (feature `request-id`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -321,6 +322,14 @@ impl RejectionBody for JsonBody {
         if let Rejection::PartFailed(failed) = rejection {
             // Writing to a String cannot fail.
             let _ = write!(json, r#","part":{}"#, JsonString(failed.part()));
+        }
+        // Rendered inside the request's scope when a `SetRequestIdLayer` sits outside; the
+        // id's charset needs no JSON escaping.
+        #[cfg(feature = "request-id")]
+        if let Some(id) = crate::context::Context::current().request_id() {
+            json.push_str(r#","request_id":""#);
+            json.push_str(id.as_str());
+            json.push('"');
         }
         json.push('}');
         Bytes::from(json)

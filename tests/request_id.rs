@@ -112,12 +112,18 @@ async fn rejections_from_every_rampart_layer_carry_the_id() {
         ("part", StatusCode::BAD_GATEWAY),
         ("other", StatusCode::INTERNAL_SERVER_ERROR),
     ] {
-        let (got, echoed, _) = send(
+        let (got, echoed, body) = send(
             app(SetRequestIdLayer::new()),
             &[("x-request-id", text("trace-me")), ("x-reject", text(kind))],
         )
         .await;
         assert_eq!((got, echoed.as_str()), (status, "trace-me"), "{kind}");
+        if kind != "other" {
+            assert!(
+                body.ends_with(r#","request_id":"trace-me"}"#),
+                "{kind}: {body}"
+            );
+        }
     }
 }
 
@@ -173,15 +179,25 @@ impl Write for Captured {
     }
 }
 
+/// Everything logged by this test binary. A global subscriber, because tracing caches each
+/// callsite's interest process-wide: with a thread-local one, a test on another thread can
+/// make the `request` span look disabled.
+fn logs() -> &'static Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        captured
+    })
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn events_in_the_handler_carry_the_request_id() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let captured = logs();
     let app = Router::new()
         .route(
             "/",
@@ -280,6 +296,9 @@ fn allocations_per_request() {
         S: Service<Request<()>, Response = http::Response<()>, Error = std::convert::Infallible>,
     {
         let requests: Vec<_> = (0..100).map(|_| make()).collect();
+        // Counted without a subscriber: the binary's global one (see `logs`) would add the
+        // span's own allocations.
+        let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
         let (responses, allocations) = support::alloc::count(|| {
             requests
                 .into_iter()
