@@ -9,6 +9,7 @@
 
 #[path = "../tests/support/poll.rs"]
 mod poll;
+mod support;
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -16,19 +17,11 @@ use std::hint::black_box;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response};
-use tower::{Layer, Service, ServiceBuilder, service_fn};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_rampart::request_id::{Counter, SetRequestIdLayer, UuidV4};
 
 use poll::ready_now;
-
-fn bare() -> impl Service<
-    Request<()>,
-    Response = Response<()>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<()>, Infallible>>,
-> + Clone {
-    service_fn(|_: Request<()>| std::future::ready(Ok(Response::new(()))))
-}
+use support::http_bare as bare;
 
 fn run<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S, incoming: bool)
 where

@@ -10,6 +10,7 @@
 
 #[path = "../tests/support/poll.rs"]
 mod poll;
+mod support;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,17 +26,9 @@ use tower::{Layer, Service, service_fn};
 use tower_rampart::timeout::{HttpInbound, TimeoutLayer};
 
 use poll::ready_now;
+use support::http_bare as bare;
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-fn bare() -> impl Service<
-    Request<()>,
-    Response = Response<()>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<()>, Infallible>>,
-> + Clone {
-    service_fn(|_: Request<()>| std::future::ready(Ok(Response::new(()))))
-}
 
 /// Pending on its first poll (waking itself), ready on the second.
 struct PendingOnce(bool);

@@ -174,43 +174,43 @@ async fn generic_services_get_a_typed_rejection() {
     }
 }
 
-#[test]
-fn the_http_ready_path_without_the_extension_makes_no_heap_allocation() {
+/// Heap allocations made by `svc` answering `requests` (each ready at once), with a runtime
+/// entered for the timers.
+fn allocations<S, Req>(mut svc: S, requests: Vec<Req>) -> u64
+where
+    S: Service<Req>,
+    S::Error: std::fmt::Debug,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     let _guard = runtime.enter();
-    let mut svc = ServiceBuilder::new()
-        .layer(TimeoutLayer::new(ms(100)).request_extension(false))
-        .service_fn(|req: Request<()>| std::future::ready(Ok::<_, Infallible>(req)));
-    let requests: Vec<_> = (0..1_000).map(|_| Request::new(())).collect();
-    let (responses, allocations) = support::alloc::count(|| {
+    let (answered, allocations) = support::alloc::count(|| {
         requests
             .into_iter()
             .map(|req| support::ready_now(svc.call(req)).unwrap())
             .count()
     });
-    assert_eq!((responses, allocations), (1_000, 0));
+    assert!(answered > 0);
+    allocations
+}
+
+#[test]
+fn the_http_ready_path_without_the_extension_makes_no_heap_allocation() {
+    let svc = ServiceBuilder::new()
+        .layer(TimeoutLayer::new(ms(100)).request_extension(false))
+        .service_fn(|req: Request<()>| std::future::ready(Ok::<_, Infallible>(req)));
+    let requests = (0..1_000).map(|_| Request::new(())).collect();
+    assert_eq!(allocations(svc, requests), 0);
 }
 
 #[test]
 fn the_ready_path_makes_no_heap_allocation() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let _guard = runtime.enter();
-    let mut svc = ServiceBuilder::new()
+    let svc = ServiceBuilder::new()
         .layer(TimeoutLayer::new(ms(100)).ignore_inbound())
         .service_fn(|n: u32| std::future::ready(Ok::<_, Infallible>(n)));
-    support::ready_now(svc.call(0)).unwrap();
-    let (_, allocations) = support::alloc::count(|| {
-        for n in 0..1_000 {
-            support::ready_now(svc.call(n)).unwrap();
-        }
-    });
-    assert_eq!(allocations, 0);
+    assert_eq!(allocations(svc, (0..1_000).collect()), 0);
 }
 
 // --- outbound ------------------------------------------------------------------------------

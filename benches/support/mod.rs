@@ -1,6 +1,11 @@
-//! Helpers shared by the benches: 2-thread timing for `iter_custom`, and polling a future to
-//! completion without a runtime.
+//! Helpers shared by the benches: 2-thread timing for `iter_custom`, polling a future to
+//! completion without a runtime, and the HTTP baseline service.
 
+// Each bench uses some of these; `iter_custom` times itself with the wall clock, which the
+// crate's clock ban is not about.
+#![allow(dead_code, clippy::disallowed_types)]
+
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Barrier};
@@ -35,7 +40,6 @@ where
 
 /// Polls `fut` until it completes, spinning: for futures that wait on a lock another thread
 /// holds for a moment (a no-op waker never wakes them).
-#[allow(dead_code)] // used by some benches only
 pub(crate) fn spin_on<F: Future>(fut: F) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
     let mut fut = pin!(fut);
@@ -45,4 +49,14 @@ pub(crate) fn spin_on<F: Future>(fut: F) -> F::Output {
         }
         std::hint::spin_loop();
     }
+}
+
+/// The HTTP baseline: a bare `service_fn` that answers an empty `200`.
+pub(crate) fn http_bare() -> impl tower::Service<
+    http::Request<()>,
+    Response = http::Response<()>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<http::Response<()>, Infallible>>,
+> + Clone {
+    tower::service_fn(|_: http::Request<()>| std::future::ready(Ok(http::Response::new(()))))
 }
