@@ -157,22 +157,10 @@ impl MakeRequestId for Counter {
         let prefix = self.prefix.as_str().as_bytes();
         text[..prefix.len()].copy_from_slice(prefix);
         text[prefix.len()] = b'-';
-        let mut len = prefix.len() + 1;
-        let mut digits = [0u8; 20];
-        let mut rest = next_sequence();
-        let mut n = 0;
-        loop {
-            digits[n] = b'0' + (rest % 10) as u8;
-            n += 1;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        for d in digits[..n].iter().rev() {
-            text[len] = *d;
-            len += 1;
-        }
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(next_sequence()).as_bytes();
+        let len = prefix.len() + 1 + digits.len();
+        text[prefix.len() + 1..len].copy_from_slice(digits);
         RequestId::from_safe(&text[..len])
     }
 }

@@ -61,18 +61,11 @@ pub(crate) fn grpc_timeout_value(budget: Duration) -> HeaderValue {
     .map(|(scale, unit)| (nanos / scale, unit))
     .find(|(amount, _)| *amount <= MAX)
     .unwrap_or((MAX, b'H'));
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(amount).as_bytes();
     let mut text = [0u8; 9];
-    let mut len = 0;
-    let mut rest = amount;
-    loop {
-        text[len] = b'0' + (rest % 10) as u8;
-        len += 1;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    text[..len].reverse();
+    text[..digits.len()].copy_from_slice(digits);
+    let len = digits.len();
     text[len] = unit;
     HeaderValue::from_bytes(&text[..=len])
         .expect("digits and a unit letter are a valid header value")
