@@ -60,6 +60,14 @@ fn incoming(c: &mut Criterion) {
         SetRequestIdLayer::new().layer(bare()),
         true,
     );
+    run(
+        &mut group,
+        "rampart_layer_with_extension",
+        SetRequestIdLayer::new()
+            .request_extension(true)
+            .layer(bare()),
+        true,
+    );
     run(&mut group, "tower_http", tower_http(), true);
     group.finish();
 }

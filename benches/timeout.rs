@@ -100,9 +100,9 @@ macro_rules! timeout_group {
         );
         run(
             &mut group,
-            "rampart_layer_no_extension",
+            "rampart_layer_with_extension",
             TimeoutLayer::new(LIMIT)
-                .request_extension(false)
+                .request_extension(true)
                 .layer($make()),
             $drive,
         );

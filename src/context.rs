@@ -38,30 +38,95 @@ use crate::request_id::RequestId;
 use crate::timeout::Deadline;
 
 std::thread_local! {
-    // The context of the task being polled on this thread. A `Cell` of a `Copy` value with a
-    // constant initialiser: entering and leaving a scope are two plain thread-local writes.
-    static CURRENT: Cell<Context> = const { Cell::new(Context::new()) };
+    // What is in scope for the task being polled on this thread: one slot per value, so a
+    // layer entering its scope swaps only its own slot (16 bytes for a deadline, 32 for an
+    // id), whatever else the context holds.
+    #[cfg(feature = "timeout")]
+    static DEADLINE: Cell<Option<Deadline>> = const { Cell::new(None) };
+    #[cfg(feature = "request-id")]
+    static REQUEST_ID: Cell<Option<RequestId>> = const { Cell::new(None) };
 }
 
-/// Puts `ctx` in place for as long as it lives, then restores what was there (also when
-/// the code in scope panics).
-struct Entered(Context);
+/// The deadline in scope, read without touching anything else.
+#[cfg(feature = "timeout")]
+#[inline]
+pub(crate) fn current_deadline() -> Option<Deadline> {
+    DEADLINE.with(Cell::get)
+}
 
-impl Entered {
-    #[inline]
-    fn new(ctx: Context) -> Self {
-        Self(CURRENT.with(|current| current.replace(ctx)))
+/// The request id in scope (a reference-count increment, no copy of the id).
+#[cfg(feature = "request-id")]
+#[inline]
+pub(crate) fn current_request_id() -> Option<RequestId> {
+    REQUEST_ID.with(|slot| {
+        let id = slot.take();
+        let copy = id.clone();
+        slot.set(id);
+        copy
+    })
+}
+
+/// What a [`Scoped`] future puts in scope while it is polled: a whole [`Context`], or the one
+/// slot a layer sets (`Option<Deadline>`, `Option<RequestId>`). Sealed.
+pub trait Slot: private::Slot {}
+
+impl<T: private::Slot> Slot for T {}
+
+mod private {
+    pub trait Slot {
+        /// Swaps this value with the one in scope on this thread. Entering a scope is one
+        /// swap and leaving it another, so nothing is cloned on the way in or out.
+        fn swap(&mut self);
     }
 }
 
-impl Drop for Entered {
+#[cfg(feature = "timeout")]
+impl private::Slot for Option<Deadline> {
+    #[inline]
+    fn swap(&mut self) {
+        DEADLINE.with(|slot| *self = slot.replace(*self));
+    }
+}
+
+#[cfg(feature = "request-id")]
+impl private::Slot for Option<RequestId> {
+    #[inline]
+    fn swap(&mut self) {
+        REQUEST_ID.with(|slot| *self = slot.replace(self.take()));
+    }
+}
+
+impl private::Slot for Context {
+    #[inline]
+    fn swap(&mut self) {
+        #[cfg(feature = "timeout")]
+        private::Slot::swap(&mut self.deadline);
+        #[cfg(feature = "request-id")]
+        private::Slot::swap(&mut self.request_id);
+    }
+}
+
+/// Holds a value in scope for as long as it lives, then swaps back what was there (also
+/// when the code in scope panics).
+struct Entered<'a, V: Slot>(&'a mut V);
+
+impl<'a, V: Slot> Entered<'a, V> {
+    #[inline]
+    fn new(value: &'a mut V) -> Self {
+        value.swap();
+        Self(value)
+    }
+}
+
+impl<V: Slot> Drop for Entered<'_, V> {
     #[inline]
     fn drop(&mut self) {
-        CURRENT.with(|current| current.set(self.0));
+        self.0.swap();
     }
 }
 
-/// The values in scope for one request. Cheap to copy.
+/// The values in scope for one request: its deadline and its id. Cheap to clone (the id is
+/// reference-counted).
 ///
 /// ```
 /// use std::time::Duration;
@@ -74,7 +139,7 @@ impl Drop for Entered {
 /// assert!(Context::new().deadline().is_none());
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Context {
     #[cfg(feature = "timeout")]
     deadline: Option<Deadline>,
@@ -103,7 +168,12 @@ impl Context {
     /// ```
     #[inline]
     pub fn current() -> Self {
-        CURRENT.with(Cell::get)
+        Self {
+            #[cfg(feature = "timeout")]
+            deadline: current_deadline(),
+            #[cfg(feature = "request-id")]
+            request_id: current_request_id(),
+        }
     }
 
     /// The request's id, if a [`SetRequestIdLayer`](crate::request_id::SetRequestIdLayer) set
@@ -113,12 +183,12 @@ impl Context {
     /// use tower_rampart::{context::Context, request_id::{MakeRequestId, UuidV7}};
     ///
     /// let id = UuidV7.make_request_id();
-    /// assert_eq!(Context::new().with_request_id(id).request_id(), Some(id));
+    /// assert_eq!(Context::new().with_request_id(id.clone()).request_id(), Some(&id));
     /// ```
     #[cfg(feature = "request-id")]
     #[cfg_attr(docsrs, doc(cfg(feature = "request-id")))]
-    pub const fn request_id(&self) -> Option<RequestId> {
-        self.request_id
+    pub const fn request_id(&self) -> Option<&RequestId> {
+        self.request_id.as_ref()
     }
 
     /// This context with `id` as the request id.
@@ -127,7 +197,7 @@ impl Context {
     #[cfg(feature = "request-id")]
     #[cfg_attr(docsrs, doc(cfg(feature = "request-id")))]
     #[must_use]
-    pub const fn with_request_id(mut self, id: RequestId) -> Self {
+    pub fn with_request_id(mut self, id: RequestId) -> Self {
         self.request_id = Some(id);
         self
     }
@@ -170,46 +240,65 @@ impl Context {
 ///
 /// See the [module docs](self) for an example.
 pub fn scope<F: Future>(ctx: Context, fut: F) -> Scoped<F> {
-    Scoped { ctx, inner: fut }
+    Scoped {
+        value: ctx,
+        inner: fut,
+    }
 }
 
-/// Runs `f` with `ctx` in scope (for the synchronous part of a call).
+/// Runs `fut` with `value` in scope (one slot, for the layers).
 #[inline]
-pub(crate) fn sync_scope<R>(ctx: Context, f: impl FnOnce() -> R) -> R {
-    let _entered = Entered::new(ctx);
+pub(crate) fn scoped<V: Slot, F>(value: V, fut: F) -> Scoped<F, V> {
+    Scoped { value, inner: fut }
+}
+
+/// Runs `f` with `value` in scope (for the synchronous part of a call); `value` is back in
+/// place when it returns.
+#[inline]
+pub(crate) fn sync_scope<V: Slot, R>(value: &mut V, f: impl FnOnce() -> R) -> R {
+    let _entered = Entered::new(value);
     f()
 }
 
 pin_project_lite::pin_project! {
-    /// A future polled with its [`Context`] in scope; made by [`scope`].
-    pub struct Scoped<F> {
-        ctx: Context,
+    /// A future polled with a value in scope: a whole [`Context`] (made by [`scope`]) or the
+    /// one [`Slot`] a layer sets.
+    pub struct Scoped<F, V = Context> {
+        value: V,
         #[pin]
         inner: F,
     }
 }
 
-impl<F> fmt::Debug for Scoped<F> {
+impl<F, V> Scoped<F, V> {
+    /// The value this future puts in scope (not in scope while it is read here).
+    #[cfg(feature = "request-id")]
+    pub(crate) fn value_mut(self: Pin<&mut Self>) -> &mut V {
+        self.project().value
+    }
+}
+
+impl<F, V: fmt::Debug> fmt::Debug for Scoped<F, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scoped")
-            .field("ctx", &self.ctx)
+            .field("value", &self.value)
             .finish_non_exhaustive()
     }
 }
 
-impl<F: Future> Future for Scoped<F> {
+impl<F: Future, V: Slot> Future for Scoped<F, V> {
     type Output = F::Output;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _entered = Entered::new(*this.ctx);
+        let _entered = Entered::new(this.value);
         this.inner.poll(cx)
     }
 }
 
 /// Spawns `fut` on the current runtime with the current context carried over, so that the
-/// spawned work keeps the request's deadline.
+/// spawned work keeps the request's deadline and id.
 ///
 /// # Panics
 /// Outside a tokio runtime, like `tokio::spawn`.
@@ -234,4 +323,115 @@ where
     F::Output: Send + 'static,
 {
     tokio::spawn(scope(Context::current(), fut))
+}
+
+/// The rejection of the `Deadline` and `RequestId` axum extractors when the value is neither
+/// in scope nor in the request's extensions: the layer that sets it is missing from the
+/// route. Answers `500 Internal Server Error`, naming the value and the layer; extract an
+/// `Option<Deadline>` or `Option<RequestId>` to handle the absence instead.
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use tower_rampart::context::NotInScope;
+///
+/// # #[cfg(feature = "timeout")] {
+/// let response = NotInScope::deadline().into_response();
+/// assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+/// # }
+/// ```
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no {value} in scope: is {layer} on this route?")]
+pub struct NotInScope {
+    value: &'static str,
+    layer: &'static str,
+}
+
+#[cfg(feature = "axum")]
+impl NotInScope {
+    /// The rejection for a missing [`Deadline`].
+    ///
+    /// See [`NotInScope`] for an example.
+    #[cfg(feature = "timeout")]
+    pub const fn deadline() -> Self {
+        Self {
+            value: "Deadline",
+            layer: "TimeoutLayer",
+        }
+    }
+
+    /// The rejection for a missing [`RequestId`].
+    ///
+    /// ```
+    /// # use tower_rampart::context::NotInScope;
+    /// assert!(NotInScope::request_id().to_string().contains("SetRequestIdLayer"));
+    /// ```
+    #[cfg(feature = "request-id")]
+    pub const fn request_id() -> Self {
+        Self {
+            value: "RequestId",
+            layer: "SetRequestIdLayer",
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for NotInScope {
+    fn into_response(self) -> axum_core::response::Response {
+        (http::StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+/// `Deadline` and `RequestId` as axum extractors: from the request context (where the layers
+/// put them while the route runs), else from the request's extensions.
+#[cfg(feature = "axum")]
+mod extract {
+    use std::convert::Infallible;
+
+    use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+    use http::request::Parts;
+
+    use super::NotInScope;
+
+    macro_rules! extractor {
+        ($ty:ty, $current:expr, $missing:expr) => {
+            impl<S: Send + Sync> FromRequestParts<S> for $ty {
+                type Rejection = NotInScope;
+
+                async fn from_request_parts(
+                    parts: &mut Parts,
+                    _: &S,
+                ) -> Result<Self, Self::Rejection> {
+                    $current
+                        .or_else(|| parts.extensions.get::<$ty>().cloned())
+                        .ok_or($missing)
+                }
+            }
+
+            impl<S: Send + Sync> OptionalFromRequestParts<S> for $ty {
+                type Rejection = Infallible;
+
+                async fn from_request_parts(
+                    parts: &mut Parts,
+                    _: &S,
+                ) -> Result<Option<Self>, Self::Rejection> {
+                    Ok($current.or_else(|| parts.extensions.get::<$ty>().cloned()))
+                }
+            }
+        };
+    }
+
+    #[cfg(feature = "timeout")]
+    extractor!(
+        crate::timeout::Deadline,
+        super::current_deadline(),
+        NotInScope::deadline()
+    );
+    #[cfg(feature = "request-id")]
+    extractor!(
+        crate::request_id::RequestId,
+        super::current_request_id(),
+        NotInScope::request_id()
+    );
 }

@@ -326,7 +326,7 @@ impl RejectionBody for JsonBody {
         // Rendered inside the request's scope when a `SetRequestIdLayer` sits outside; the
         // id's charset needs no JSON escaping.
         #[cfg(feature = "request-id")]
-        if let Some(id) = crate::context::Context::current().request_id() {
+        if let Some(id) = crate::request_id::RequestId::current() {
             json.push_str(r#","request_id":""#);
             json.push_str(id.as_str());
             json.push('"');

@@ -146,16 +146,37 @@ async fn nested_layers_keep_the_earliest_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_deadline_is_in_the_request_extensions() {
+async fn the_deadline_is_in_the_request_extensions_when_asked() {
     let router = Router::new().route(
         "/",
         get(|Extension(deadline): Extension<Deadline>| async move {
             deadline.remaining().as_millis().to_string()
         }),
     );
+    let app = guard(router, TimeoutLayer::new(ms(700)).request_extension(true));
+    let (status, body) = send(app, &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "700"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn handlers_extract_the_deadline_without_the_extension() {
+    let router = Router::new().route(
+        "/",
+        get(|deadline: Deadline| async move { deadline.remaining().as_millis().to_string() }),
+    );
     let app = guard(router, TimeoutLayer::new(ms(700)));
     let (status, body) = send(app, &[]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "700"));
+    // Without the layer: `Deadline` is refused with a 500 naming it, `Option<Deadline>` is `None`.
+    let required = Router::new().route("/", get(|_: Deadline| async { "unreachable" }));
+    let (status, body) = send(required, &[]).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("TimeoutLayer"), "{body}");
+    let optional = Router::new().route(
+        "/",
+        get(|d: Option<Deadline>| async move { d.is_some().to_string() }),
+    );
+    assert_eq!(send(optional, &[]).await, (StatusCode::OK, "false".into()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -197,9 +218,9 @@ where
 }
 
 #[test]
-fn the_http_ready_path_without_the_extension_makes_no_heap_allocation() {
+fn the_http_ready_path_with_defaults_makes_no_heap_allocation() {
     let svc = ServiceBuilder::new()
-        .layer(TimeoutLayer::new(ms(100)).request_extension(false))
+        .layer(TimeoutLayer::new(ms(100)))
         .service_fn(|req: Request<()>| std::future::ready(Ok::<_, Infallible>(req)));
     let requests = (0..1_000).map(|_| Request::new(())).collect();
     assert_eq!(allocations(svc, requests), 0);

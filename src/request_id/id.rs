@@ -7,8 +7,10 @@ use http::HeaderValue;
 /// The longest id accepted or produced, in bytes.
 pub const MAX_LEN: usize = 128;
 
-/// A request id: 1 to 128 bytes of a safe charset, stored inline (it is `Copy` and never
-/// allocates).
+/// A request id: 1 to 128 bytes of a safe charset, held as a shared [`HeaderValue`]. Cloning
+/// it, putting it on a request or a response, or into the [request context](crate::context)
+/// copies no bytes and allocates nothing: a kept incoming id shares the caller's header, a
+/// generated one is allocated once.
 ///
 /// ```
 /// use tower_rampart::request_id::{Rules, RequestId};
@@ -17,33 +19,80 @@ pub const MAX_LEN: usize = 128;
 /// assert_eq!(id.as_str(), "req-7f3a:01");
 /// assert!(RequestId::parse(b"<script>", &Rules::default()).is_none());
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RequestId {
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(HeaderValue);
+
+/// The bytes behind a generated id: one allocation, shared by every clone.
+struct Inline {
     len: u8,
     bytes: [u8; MAX_LEN],
 }
 
+impl AsRef<[u8]> for Inline {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 impl RequestId {
-    /// `bytes` as an id if `rules` accept it.
+    /// `bytes` as an id if `rules` accept it (the bytes are copied once).
     ///
     /// See [`RequestId`] for an example.
     pub fn parse(bytes: &[u8], rules: &Rules) -> Option<Self> {
-        let ok = !bytes.is_empty()
-            && bytes.len() <= usize::from(rules.max_len)
-            && bytes.iter().all(|&b| rules.allows(b));
-        ok.then(|| Self::from_safe(bytes))
+        rules.accepts(bytes).then(|| Self::from_safe(bytes))
+    }
+
+    /// `value` as an id if `rules` accept it, sharing its bytes (nothing is copied).
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// use tower_rampart::request_id::{Rules, RequestId};
+    ///
+    /// let rules = Rules::default();
+    /// let id = RequestId::from_header_value(&HeaderValue::from_static("abc-1"), &rules).unwrap();
+    /// assert_eq!(id.as_str(), "abc-1");
+    /// assert!(RequestId::from_header_value(&HeaderValue::from_static("a b"), &rules).is_none());
+    /// ```
+    pub fn from_header_value(value: &HeaderValue, rules: &Rules) -> Option<Self> {
+        rules.accepts(value.as_bytes()).then(|| Self(value.clone()))
     }
 
     /// An id from bytes already known to be safe (letters, digits and `-_.:~`), at most
-    /// 128 of them; longer input is cut.
+    /// 128 of them; longer input is cut. One allocation.
     pub(crate) fn from_safe(bytes: &[u8]) -> Self {
         let len = bytes.len().min(MAX_LEN);
-        let mut id = Self {
+        let mut inline = Inline {
             len: len as u8,
             bytes: [0; MAX_LEN],
         };
-        id.bytes[..len].copy_from_slice(&bytes[..len]);
-        id
+        inline.bytes[..len].copy_from_slice(&bytes[..len]);
+        Self(
+            HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(inline))
+                .expect("a request id holds only visible ASCII"),
+        )
+    }
+
+    /// The id of the request being handled, from the [request context](crate::context):
+    /// `None` outside a [`SetRequestIdLayer`](super::SetRequestIdLayer)'s scope (for example
+    /// in a task spawned with `tokio::spawn` rather than
+    /// [`context::spawn`](crate::context::spawn)).
+    ///
+    /// ```
+    /// use tower_rampart::{context, request_id::{MakeRequestId, RequestId, UuidV7}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let id = UuidV7.make_request_id();
+    /// let seen = context::scope(context::Context::new().with_request_id(id.clone()), async {
+    ///     RequestId::current()
+    /// })
+    /// .await;
+    /// assert_eq!(seen, Some(id));
+    /// assert_eq!(RequestId::current(), None);
+    /// # }
+    /// ```
+    pub fn current() -> Option<Self> {
+        crate::context::current_request_id()
     }
 
     /// The id as text.
@@ -51,10 +100,10 @@ impl RequestId {
     /// See [`RequestId`] for an example.
     pub fn as_str(&self) -> &str {
         // Only ASCII bytes pass the rules (every allowed byte is below 0x80).
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 
-    /// The id as a header value (one small allocation).
+    /// The id as a header value: a clone of the shared value, no allocation.
     ///
     /// ```
     /// # use tower_rampart::request_id::{Rules, RequestId};
@@ -62,8 +111,12 @@ impl RequestId {
     /// assert_eq!(id.to_header_value(), "abc");
     /// ```
     pub fn to_header_value(&self) -> HeaderValue {
-        HeaderValue::from_bytes(&self.bytes[..usize::from(self.len)])
-            .expect("a request id holds only visible ASCII")
+        self.0.clone()
+    }
+
+    /// The id as its header value, without a clone.
+    pub(crate) fn into_header_value(self) -> HeaderValue {
+        self.0
     }
 }
 
@@ -121,6 +174,14 @@ impl Rules {
         for b in (0u8..128).filter(u8::is_ascii_alphanumeric) {
             self.allow(b);
         }
+    }
+
+    /// Whether `bytes` is an acceptable id.
+    #[inline]
+    fn accepts(&self, bytes: &[u8]) -> bool {
+        !bytes.is_empty()
+            && bytes.len() <= usize::from(self.max_len)
+            && bytes.iter().all(|&b| self.allows(b))
     }
 
     #[inline]

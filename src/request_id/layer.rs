@@ -11,7 +11,7 @@ use tower_service::Service;
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
 
-use crate::context::{self, Context};
+use crate::context;
 
 use super::id::{RequestId, Rules};
 use super::make::{MakeRequestId, UuidV7};
@@ -20,8 +20,8 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Gives every request an id: the caller's if it is valid, else a fresh one. The id goes
-/// into the request (header and `RequestId` extension), the [request context](crate::context),
-/// a tracing span with a `request_id` field around the inner call, and every response.
+/// into the request header, the [request context](crate::context) (and, if asked for, the
+/// request's extensions), a tracing span with a `request_id` field around the inner call, and every response.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -30,7 +30,9 @@ static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// use tower_rampart::request_id::{RequestId, SetRequestIdLayer};
 ///
 /// async fn handler() -> String {
-///     let id = tower_rampart::context::Context::current().request_id();
+///     // Anywhere inside the request, however deep: `RequestId::current()`. With the `axum`
+///     // feature, handlers can also take `id: RequestId` as an extractor.
+///     let id = RequestId::current();
 ///     format!("handling {}", id.map(|id| id.to_string()).unwrap_or_default())
 /// }
 ///
@@ -47,6 +49,7 @@ pub struct SetRequestIdLayer<M = UuidV7> {
     rules: Rules,
     make: M,
     traceparent: bool,
+    extension: bool,
 }
 
 impl SetRequestIdLayer {
@@ -60,6 +63,7 @@ impl SetRequestIdLayer {
             rules: Rules::default(),
             make: UuidV7,
             traceparent: false,
+            extension: false,
         }
     }
 }
@@ -104,6 +108,35 @@ impl<M> SetRequestIdLayer<M> {
         self
     }
 
+    /// Also inserts the [`RequestId`] into the request's extensions, for code that reads
+    /// them outside the request's scope. Default: off.
+    ///
+    /// Handlers need no extension: the id is in the [request context](crate::context)
+    /// ([`RequestId::current`]) while the inner service runs, and with the `axum` feature
+    /// `RequestId` is an extractor that reads the extension or the context. The extension
+    /// costs one to three allocations per request (the extensions map and its table, when
+    /// the request has none yet, and the boxed value).
+    ///
+    /// ```
+    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_rampart::request_id::{RequestId, SetRequestIdLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let svc = SetRequestIdLayer::new().request_extension(true).layer(tower::service_fn(
+    ///     |req: http::Request<()>| async move {
+    ///         let id = req.extensions().get::<RequestId>().cloned();
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(id.is_some()))
+    ///     },
+    /// ));
+    /// assert!(*svc.oneshot(http::Request::new(())).await.unwrap().body());
+    /// # }
+    /// ```
+    pub fn request_extension(mut self, enabled: bool) -> Self {
+        self.extension = enabled;
+        self
+    }
+
     /// Generates ids with `make`. Default: [`UuidV7`].
     ///
     /// ```
@@ -117,6 +150,7 @@ impl<M> SetRequestIdLayer<M> {
             rules: self.rules,
             make,
             traceparent: self.traceparent,
+            extension: self.extension,
         }
     }
 }
@@ -171,37 +205,35 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let layer = &self.layer;
-        let incoming = req.headers().get(&layer.header);
-        let kept = incoming.and_then(|value| {
-            let id = RequestId::parse(value.as_bytes(), &layer.rules);
+        let kept = req.headers().get(&layer.header).and_then(|value| {
+            let id = RequestId::from_header_value(value, &layer.rules);
             if id.is_none() {
                 tracing::debug!(
                     request_id.rejected_len = value.len(),
                     "replacing an invalid incoming request id"
                 );
             }
-            id.map(|id| (id, value.clone()))
+            id
         });
-        let (id, value) = match kept {
-            Some(kept) => kept,
-            None => {
-                let id = layer
-                    .traceparent
-                    .then(|| req.headers().get(&TRACEPARENT).and_then(trace_id))
-                    .flatten()
-                    .map_or_else(|| layer.make.make_request_id(), RequestId::from_safe);
-                let value = id.to_header_value();
-                req.headers_mut().insert(&layer.header, value.clone());
-                (id, value)
-            }
-        };
-        req.extensions_mut().insert(id);
+        let id = kept.unwrap_or_else(|| {
+            let id = layer
+                .traceparent
+                .then(|| req.headers().get(&TRACEPARENT).and_then(trace_id))
+                .flatten()
+                .map_or_else(|| layer.make.make_request_id(), RequestId::from_safe);
+            req.headers_mut()
+                .insert(&layer.header, id.to_header_value());
+            id
+        });
+        if layer.extension {
+            req.extensions_mut().insert(id.clone());
+        }
         let span = tracing::info_span!("request", request_id = %id);
-        let ctx = Context::current().with_request_id(id);
-        let inner = span.in_scope(|| context::sync_scope(ctx, || self.inner.call(req)));
+        let mut slot = Some(id);
+        let inner = span.in_scope(|| context::sync_scope(&mut slot, || self.inner.call(req)));
         ResponseFuture {
-            inner: context::scope(ctx, inner.instrument(span)),
-            echo: Some((layer.header.clone(), value)),
+            inner: context::scoped(slot, inner.instrument(span)),
+            header: Some(layer.header.clone()),
         }
     }
 }
@@ -210,8 +242,8 @@ pin_project_lite::pin_project! {
     /// The inner call in the request's scope and span; sets the id on the response.
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: context::Scoped<Instrumented<F>>,
-        echo: Option<(HeaderName, HeaderValue)>,
+        inner: context::Scoped<Instrumented<F>, Option<RequestId>>,
+        header: Option<HeaderName>,
     }
 }
 
@@ -228,10 +260,11 @@ where
     type Output = Result<Response<R>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        if let Some((name, value)) = this.echo.take() {
-            response.headers_mut().insert(name, value);
+        let mut this = self.project();
+        let mut response = ready!(this.inner.as_mut().poll(cx))?;
+        // The scope is left: the id is back in the future, to be moved onto the response.
+        if let (Some(name), Some(id)) = (this.header.take(), this.inner.value_mut().take()) {
+            response.headers_mut().insert(name, id.into_header_value());
         }
         Poll::Ready(Ok(response))
     }

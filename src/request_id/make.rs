@@ -108,7 +108,7 @@ fn next_sequence() -> u64 {
 /// assert_ne!(a, b);
 /// # Ok::<(), tower_rampart::ConfigError>(())
 /// ```
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Counter {
     prefix: RequestId,
 }

@@ -4,7 +4,9 @@
 //! 128 bytes of letters, digits and `-_.:~` ([`Rules`]); otherwise it generates one
 //! ([`UuidV7`] by default, see [`MakeRequestId`] for the others and their cost) and emits a
 //! DEBUG event with the rejected value's length, never the value. The id goes into the
-//! request (header and [`RequestId`] extension), the [request context](crate::context), a
+//! request header, the [request context](crate::context) ([`RequestId::current`], or the
+//! `RequestId` extractor with the `axum` feature), the request's extensions if asked for
+//! ([`SetRequestIdLayer::request_extension`]), a
 //! `request` span with a `request_id` field around the inner call (so every event inside
 //! carries it), and every response. [`PropagateRequestIdLayer`] sets it on outgoing calls;
 //! [`context::spawn`](crate::context::spawn) carries it into spawned tasks.

@@ -6,8 +6,6 @@ use http::{HeaderName, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::context::Context;
-
 use super::id::RequestId;
 
 /// For client stacks: sets `x-request-id` (configurable) on an outgoing request that does
@@ -26,7 +24,7 @@ use super::id::RequestId;
 ///         Ok::<_, std::convert::Infallible>(req.headers()["x-request-id"].clone())
 ///     });
 /// let id = UuidV7.make_request_id();
-/// let sent = context::scope(context::Context::new().with_request_id(id), async {
+/// let sent = context::scope(context::Context::new().with_request_id(id.clone()), async {
 ///     client.ready().await?.call(http::Request::new(())).await
 /// })
 /// .await?;
@@ -106,9 +104,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if !req.headers().contains_key(&self.header) {
-            let id = Context::current()
-                .request_id()
-                .or_else(|| req.extensions().get::<RequestId>().copied());
+            let id = RequestId::current().or_else(|| req.extensions().get::<RequestId>().cloned());
             if let Some(id) = id {
                 req.headers_mut()
                     .insert(self.header.clone(), id.to_header_value());

@@ -4,12 +4,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::context::Context;
-
 /// The instant by which a request must be answered, on tokio's clock.
 ///
-/// [`TimeoutLayer`](super::TimeoutLayer) puts it in the request's extensions and in the
-/// [request context](crate::context) around the inner call, so handler code can ask how much
+/// [`TimeoutLayer`](super::TimeoutLayer) puts it in the [request context](crate::context)
+/// around the inner call (and in the request's extensions if asked), so handler code can ask how much
 /// time is left and pass it on; [`PropagateDeadlineLayer`](super::PropagateDeadlineLayer)
 /// sends what remains of it to the next service.
 ///
@@ -99,6 +97,6 @@ impl Deadline {
     ///
     /// See [`crate::context`] for an example.
     pub fn current() -> Option<Self> {
-        Context::current().deadline()
+        crate::context::current_deadline()
     }
 }

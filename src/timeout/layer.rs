@@ -63,7 +63,8 @@ pub(crate) mod private {
 }
 
 /// Reads `grpc-timeout` and a plain milliseconds header (default `x-request-timeout-ms`)
-/// from `http::Request`s, and puts the [`Deadline`] in the request's extensions.
+/// from `http::Request`s, and puts the [`Deadline`] in the request's extensions if asked
+/// ([`TimeoutLayer::request_extension`]).
 ///
 /// See [`TimeoutLayer::budget_header`] and [`TimeoutLayer::grpc_timeout`].
 #[derive(Clone, Debug)]
@@ -78,7 +79,7 @@ impl Default for HttpInbound {
         Self {
             grpc: true,
             header: Some(DEFAULT_BUDGET_HEADER.clone()),
-            extension: true,
+            extension: false,
         }
     }
 }
@@ -208,16 +209,31 @@ impl<L> TimeoutLayer<L> {
         self
     }
 
-    /// Whether to put the [`Deadline`] in the request's extensions (axum's
-    /// `Extension<Deadline>`, hyper's `req.extensions()`). Default: `true`. Inserting an
-    /// extension costs one or two heap allocations per request (`http::Extensions` boxes its
-    /// values); turn it off when handlers use [`Deadline::current`], which is free.
+    /// Also puts the [`Deadline`] in the request's extensions (axum's `Extension<Deadline>`,
+    /// hyper's `req.extensions()`), for code that reads them outside the request's scope.
+    /// Default: off.
+    ///
+    /// Handlers need no extension: the deadline is in the [request context](crate::context)
+    /// ([`Deadline::current`]) while the inner service runs, and with the `axum` feature
+    /// `Deadline` is an extractor that reads the extension or the context. The extension
+    /// costs one to three heap allocations per request (`http::Extensions` boxes its map and
+    /// its values), which is most of this layer's cost when the response is ready at once.
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use tower_rampart::timeout::TimeoutLayer;
-    /// let layer = TimeoutLayer::new(Duration::from_secs(2)).request_extension(false);
-    /// # let _ = layer;
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_rampart::timeout::{Deadline, TimeoutLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let layer = TimeoutLayer::new(Duration::from_secs(2)).request_extension(true);
+    /// let svc = layer.layer(tower::service_fn(|req: http::Request<()>| async move {
+    ///     let left = req.extensions().get::<Deadline>().map(Deadline::remaining);
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(left))
+    /// }));
+    /// let left = svc.oneshot(http::Request::new(())).await.unwrap().into_body();
+    /// assert_eq!(left, Some(Duration::from_secs(2)));
+    /// # }
     /// ```
     pub fn request_extension(mut self, insert: bool) -> Self {
         self.inbound.extension = insert;

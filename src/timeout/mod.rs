@@ -2,9 +2,10 @@
 //!
 //! [`TimeoutLayer`] gives each request a deadline: the earliest of its configured limit, the
 //! budget its caller sent (`grpc-timeout`, or whole milliseconds in `x-request-timeout-ms`),
-//! and any deadline already in scope. The [`Deadline`] goes into the request's extensions
-//! and into the [request context](crate::context), so handler code can ask how much time is
-//! left. [`PropagateDeadlineLayer`], on the client stack, sends what remains to the next
+//! and any deadline already in scope. The [`Deadline`] goes into the
+//! [request context](crate::context) around the inner call, so handler code can ask how much
+//! time is left ([`Deadline::current`], or the `Deadline` extractor with the `axum` feature),
+//! and, if asked for ([`TimeoutLayer::request_extension`]), into the request's extensions. [`PropagateDeadlineLayer`], on the client stack, sends what remains to the next
 //! service and holds the outbound call to it. When a deadline passes, the caller gets
 //! [`Rejection::TimedOut`](crate::Rejection::TimedOut): `504 Gateway Timeout` over HTTP.
 //!

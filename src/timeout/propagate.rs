@@ -9,7 +9,6 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::context::Context;
 
 use super::Deadline;
 use super::future::ResponseFuture;
@@ -154,8 +153,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let deadline = Context::current()
-            .deadline()
+        let deadline = crate::context::current_deadline()
             .or_else(|| req.extensions().get::<Deadline>().copied());
         let Some(deadline) = deadline else {
             return ResponseFuture::running(self.inner.call(req), None, Duration::ZERO, None);

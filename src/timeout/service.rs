@@ -6,7 +6,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::context::{self, Context};
+use crate::context;
 
 use super::Deadline;
 use super::future::ResponseFuture;
@@ -68,7 +68,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<context::Scoped<S::Future>>;
+    type Future = ResponseFuture<context::Scoped<S::Future, Option<Deadline>>>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -80,9 +80,8 @@ where
         if let Some(sent) = private::Inbound::budget(&self.inbound, &req) {
             budget = budget.min(sent);
         }
-        let outer = Context::current();
         let mut deadline = Deadline::starting(now, budget);
-        if let Some(earlier) = outer.deadline().filter(|d| *d < deadline) {
+        if let Some(earlier) = context::current_deadline().filter(|d| *d < deadline) {
             deadline = earlier;
             budget = earlier.instant().saturating_duration_since(now);
         }
@@ -90,10 +89,10 @@ where
             return ResponseFuture::expired(budget, self.status);
         }
         private::Inbound::attach(&self.inbound, &mut req, deadline);
-        let ctx = outer.with_deadline(deadline);
-        let inner = context::sync_scope(ctx, || self.inner.call(req));
+        let mut slot = Some(deadline);
+        let inner = context::sync_scope(&mut slot, || self.inner.call(req));
         ResponseFuture::running(
-            context::scope(ctx, inner),
+            context::scoped(slot, inner),
             Some(deadline.instant()),
             budget,
             self.status,
