@@ -252,12 +252,12 @@ pub(crate) fn scoped<V: Slot, F>(value: V, fut: F) -> Scoped<F, V> {
     Scoped { value, inner: fut }
 }
 
-/// Runs `f` with `value` in scope (for the synchronous part of a call); `value` is back in
-/// place when it returns.
+/// Puts `value` in scope until the guard is dropped (for the synchronous part of a call);
+/// `value` is back in place then. A guard rather than a closure, so that the request is not
+/// moved once more on its way to the inner service.
 #[inline]
-pub(crate) fn sync_scope<V: Slot, R>(value: &mut V, f: impl FnOnce() -> R) -> R {
-    let _entered = Entered::new(value);
-    f()
+pub(crate) fn enter<V: Slot>(value: &mut V) -> impl Drop + '_ {
+    Entered::new(value)
 }
 
 pin_project_lite::pin_project! {

@@ -230,7 +230,11 @@ where
         }
         let span = tracing::info_span!("request", request_id = %id);
         let mut slot = Some(id);
-        let inner = span.in_scope(|| context::sync_scope(&mut slot, || self.inner.call(req)));
+        let inner = {
+            let _span = span.enter();
+            let _scope = context::enter(&mut slot);
+            self.inner.call(req)
+        };
         ResponseFuture {
             inner: context::scoped(slot, inner.instrument(span)),
             header: Some(layer.header.clone()),

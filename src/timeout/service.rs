@@ -90,7 +90,10 @@ where
         }
         private::Inbound::attach(&self.inbound, &mut req, deadline);
         let mut slot = Some(deadline);
-        let inner = context::sync_scope(&mut slot, || self.inner.call(req));
+        let inner = {
+            let _scope = context::enter(&mut slot);
+            self.inner.call(req)
+        };
         ResponseFuture::running(
             context::scoped(slot, inner),
             Some(deadline.instant()),
