@@ -238,7 +238,7 @@ fn field(policy: &str, k1: &[u8], v1: u64, k2: &[u8], v2: u64) -> Bytes {
 }
 
 /// A JSON string literal, escaped per RFC 8259.
-struct JsonString<'a>(&'a str);
+pub(crate) struct JsonString<'a>(pub(crate) &'a str);
 
 impl fmt::Display for JsonString<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

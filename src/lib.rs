@@ -83,6 +83,8 @@ pub mod context;
 #[cfg(any(feature = "rate-limit", feature = "circuit-breaker"))]
 mod key;
 mod macros;
+#[cfg(any(feature = "circuit-breaker", feature = "fan-out"))]
+mod oneshot;
 mod sync;
 
 pub mod builder;

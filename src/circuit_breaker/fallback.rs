@@ -1,13 +1,12 @@
 //! What a rejected call gets instead of the inner service's answer.
 
 use std::fmt;
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::future::{Ready, ready};
 
 use tower_service::Service;
 
 use crate::error::CircuitOpen;
+pub use crate::oneshot::Oneshot;
 use crate::{BoxError, Rejection};
 
 /// Answers a call the breaker rejected.
@@ -129,58 +128,6 @@ where
     type Future = Oneshot<S, Req>;
 
     fn fallback(&self, req: Req, _: CircuitOpen) -> Self::Future {
-        Oneshot {
-            state: OneshotState::Ready {
-                service: self.0.clone(),
-                req: Some(req),
-            },
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A fallback service's call: readiness, then the call.
-    pub struct Oneshot<S: Service<Req>, Req> {
-        #[pin]
-        state: OneshotState<S, Req>,
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = OneshotProj]
-    enum OneshotState<S: Service<Req>, Req> {
-        Ready { service: S, req: Option<Req> },
-        Called { #[pin] future: S::Future },
-    }
-}
-
-impl<S: Service<Req>, Req> fmt::Debug for Oneshot<S, Req> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Oneshot").finish_non_exhaustive()
-    }
-}
-
-impl<S, Req> Future for Oneshot<S, Req>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-{
-    type Output = Result<S::Response, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                OneshotProj::Ready { service, req } => {
-                    ready!(service.poll_ready(cx)).map_err(Into::into)?;
-                    let req = req.take().expect("Oneshot polled after completion");
-                    let future = service.call(req);
-                    state.set(OneshotState::Called { future });
-                }
-                OneshotProj::Called { future } => {
-                    return future.poll(cx).map_err(Into::into);
-                }
-            }
-        }
+        Oneshot::new(self.0.clone(), req)
     }
 }

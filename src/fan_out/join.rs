@@ -1,0 +1,346 @@
+//! Running the parts: one [`PartTask`] per part, joined in place by a future generated for
+//! each number of parts (no spawn, no box).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_service::Service;
+use tracing::Instrument;
+use tracing::instrument::Instrumented;
+
+use super::outcome::{MAX_PARTS, Outcome, PartReport, PartResult, Status};
+use super::part::{Fallback, MapRequest, Part};
+use crate::error::{PartFailed, TimedOut};
+use crate::oneshot::Oneshot;
+use crate::timeout::Deadline;
+use crate::timeout::future::ResponseFuture as Timed;
+use crate::{BoxError, Rejection, context};
+
+/// One part's call as it runs: readiness then the call, under the part's deadline (in scope
+/// for the part's own outbound layers), in a `fan_out.part` span.
+pub type PartFuture<S, R> = Instrumented<context::Scoped<Timed<Oneshot<S, R>>, Option<Deadline>>>;
+
+pin_project_lite::pin_project! {
+    /// One part of a running fan-out: its call, then its result.
+    pub struct PartTask<F, T, Fb> {
+        name: &'static str,
+        essential: bool,
+        budget: Duration,
+        fallback: Fb,
+        #[pin]
+        state: TaskState<F, T>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum TaskState<F, T> {
+        Running { #[pin] call: F },
+        Done { result: Option<PartResult<T>>, status: Status, fallback: bool },
+    }
+}
+
+impl<F, T, Fb> fmt::Debug for PartTask<F, T, Fb> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartTask")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a part's error means for it.
+fn status_of(err: &BoxError) -> Status {
+    match Rejection::find(err.as_ref()) {
+        Some(Rejection::TimedOut(_)) => Status::TimedOut,
+        Some(Rejection::CircuitOpen(_) | Rejection::RateLimited(_)) => Status::Rejected,
+        _ => Status::Failed,
+    }
+}
+
+impl<F, T, Fb> PartTask<F, T, Fb>
+where
+    F: Future<Output = Result<T, BoxError>>,
+    Fb: Fallback<T>,
+{
+    /// Drives the part; `Ready(Err)` when an essential part failed with no fallback.
+    fn poll_part(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), PartFailed>> {
+        let mut this = self.project();
+        let StateProj::Running { call } = this.state.as_mut().project() else {
+            return Poll::Ready(Ok(()));
+        };
+        let Poll::Ready(answer) = call.poll(cx) else {
+            return Poll::Pending;
+        };
+        let (result, status, fallback) = match answer {
+            Ok(value) => (PartResult::Ok(value), Status::Ok, false),
+            Err(err) => {
+                let status = status_of(&err);
+                tracing::debug!(
+                    part = *this.name,
+                    essential = *this.essential,
+                    status = status.as_str(),
+                    error = %err,
+                    "fan-out part degraded"
+                );
+                match this.fallback.fallback() {
+                    Some(value) => (PartResult::Fallback(value), status, true),
+                    None if *this.essential => {
+                        this.state.set(TaskState::Done {
+                            result: None,
+                            status,
+                            fallback: false,
+                        });
+                        return Poll::Ready(Err(PartFailed::new(*this.name, err)));
+                    }
+                    None => match status {
+                        Status::TimedOut => (PartResult::TimedOut, status, false),
+                        Status::Rejected => (PartResult::Rejected(err), status, false),
+                        _ => (PartResult::Failed(err), status, false),
+                    },
+                }
+            }
+        };
+        this.state.set(TaskState::Done {
+            result: Some(result),
+            status,
+            fallback,
+        });
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drops the call if it is still running.
+    fn cancel(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        if let StateProj::Running { .. } = this.state.as_mut().project() {
+            tracing::debug!(part = *this.name, "fan-out part cancelled");
+            this.state.set(TaskState::Done {
+                result: None,
+                status: Status::Cancelled,
+                fallback: false,
+            });
+        }
+    }
+
+    /// The part's report (once it is done).
+    fn report(&self) -> PartReport {
+        let (status, fallback) = match &self.state {
+            TaskState::Done {
+                status, fallback, ..
+            } => (*status, *fallback),
+            TaskState::Running { .. } => (Status::Cancelled, false),
+        };
+        PartReport::new(self.name, self.essential, status, fallback)
+    }
+
+    /// Takes the part's result (once it is done).
+    fn take(self: Pin<&mut Self>) -> PartResult<T> {
+        match self.project().state.project() {
+            StateProj::Done { result, .. } => result.take(),
+            StateProj::Running { .. } => None,
+        }
+        .expect("a fan-out part's result is taken once, after it is done")
+    }
+
+    /// The part's failure as a rejection naming it, for a fan-out where no part answered.
+    fn failure(self: Pin<&mut Self>) -> PartFailed {
+        let (name, budget) = (self.name, self.budget);
+        let cause: BoxError = match self.take() {
+            PartResult::Rejected(err) | PartResult::Failed(err) => err,
+            _ => Box::new(Rejection::from(TimedOut::new(budget))),
+        };
+        PartFailed::new(name, cause)
+    }
+}
+
+impl<S, M, Fb> Part<S, M, Fb> {
+    /// Starts this part's call for `req`, with `overall` as the fan-out's deadline.
+    fn start<Req>(
+        &self,
+        req: &Req,
+        now: Instant,
+        overall: Deadline,
+    ) -> PartTask<PartFuture<S, M::Request>, S::Response, Fb>
+    where
+        M: MapRequest<Req>,
+        S: Service<M::Request> + Clone,
+        S::Error: Into<BoxError>,
+        Fb: Clone,
+    {
+        let deadline = match self.timeout {
+            Some(limit) => overall.min(Deadline::starting(now, limit)),
+            None => overall,
+        };
+        let budget = deadline.instant().saturating_duration_since(now);
+        let call = if budget.is_zero() {
+            Timed::expired(budget, None)
+        } else {
+            let call = Oneshot::new(self.service.clone(), self.map.map(req));
+            Timed::running(call, Some(deadline.instant()), budget, None)
+        };
+        let span =
+            tracing::debug_span!("fan_out.part", part = self.name, essential = self.essential);
+        PartTask {
+            name: self.name,
+            essential: self.essential,
+            budget,
+            fallback: self.fallback.clone(),
+            state: TaskState::Running {
+                call: context::scoped(Some(deadline), call).instrument(span),
+            },
+        }
+    }
+}
+
+/// The parts of a fan-out, a tuple of 1 to 8 [`Part`]s, for requests of type `Req`.
+/// Sealed; implemented for the tuples [`FanOutBuilder`](super::FanOutBuilder) builds.
+pub trait Parts<Req>: private::Parts<Req> {}
+
+impl<Req, P: private::Parts<Req>> Parts<Req> for P {}
+
+/// The parts added so far, in a [`FanOutBuilder`](super::FanOutBuilder). Sealed.
+pub trait PartList: private::PartList {}
+
+impl<P: private::PartList> PartList for P {}
+
+pub(crate) mod private {
+    use super::*;
+
+    pub trait PartList {
+        /// The list with `part` added at the end.
+        type With<P>;
+        fn with<P>(self, part: P) -> Self::With<P>;
+        /// Each part's name and timeout.
+        fn describe(&self) -> Vec<(&'static str, Option<Duration>)>;
+    }
+
+    pub trait Parts<Req> {
+        /// Each part's [`PartResult`], in a tuple.
+        type Output;
+        /// The joined calls.
+        type Future: Future<Output = Result<Outcome<Self::Output>, Rejection>>;
+        fn start(&self, req: &Req, now: Instant, overall: Deadline) -> Self::Future;
+    }
+}
+
+impl private::PartList for () {
+    type With<P> = (P,);
+
+    fn with<P>(self, part: P) -> (P,) {
+        (part,)
+    }
+
+    fn describe(&self) -> Vec<(&'static str, Option<Duration>)> {
+        Vec::new()
+    }
+}
+
+macro_rules! join {
+    ($join:ident, $n:literal; $($T:ident $S:ident $M:ident $F:ident $field:ident $idx:tt),+) => {
+        pin_project_lite::pin_project! {
+            /// The joined calls of a fan-out's parts, polled in place in the caller's task.
+            pub struct $join<$($T),+> {
+                $( #[pin] $field: $T, )+
+            }
+        }
+
+        impl<$($T),+> fmt::Debug for $join<$($T),+> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($join)).finish_non_exhaustive()
+            }
+        }
+
+        impl<$($S, $M, $F),+> private::PartList for ($(Part<$S, $M, $F>,)+) {
+            type With<P> = ($(Part<$S, $M, $F>,)+ P,);
+
+            fn with<P>(self, part: P) -> Self::With<P> {
+                ($(self.$idx,)+ part,)
+            }
+
+            fn describe(&self) -> Vec<(&'static str, Option<Duration>)> {
+                vec![$((self.$idx.name, self.$idx.timeout)),+]
+            }
+        }
+
+        impl<Req, $($S, $M, $F),+> private::Parts<Req> for ($(Part<$S, $M, $F>,)+)
+        where
+            $(
+                $M: MapRequest<Req>,
+                $S: Service<$M::Request> + Clone,
+                $S::Error: Into<BoxError>,
+                $F: Fallback<$S::Response>,
+            )+
+        {
+            type Output = ($(PartResult<$S::Response>,)+);
+            type Future = $join<$(PartTask<PartFuture<$S, $M::Request>, $S::Response, $F>),+>;
+
+            fn start(&self, req: &Req, now: Instant, overall: Deadline) -> Self::Future {
+                $join { $( $field: self.$idx.start(req, now, overall), )+ }
+            }
+        }
+
+        impl<$($T, $F, $M),+> Future for $join<$(PartTask<$T, $F, $M>),+>
+        where
+            $(
+                $T: Future<Output = Result<$F, BoxError>>,
+                $M: Fallback<$F>,
+            )+
+        {
+            type Output = Result<Outcome<($(PartResult<$F>,)+)>, Rejection>;
+
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+                let mut this = self.as_mut().project();
+                let mut pending = false;
+                let mut failed = None;
+                $(
+                    if failed.is_none() {
+                        match this.$field.as_mut().poll_part(cx) {
+                            Poll::Pending => pending = true,
+                            Poll::Ready(Ok(())) => {}
+                            Poll::Ready(Err(part)) => failed = Some(part),
+                        }
+                    }
+                )+
+                if let Some(part) = failed {
+                    // Decided: the other parts are dropped now, not when the caller drops us.
+                    $( this.$field.as_mut().cancel(); )+
+                    return Poll::Ready(Err(Rejection::PartFailed(part)));
+                }
+                if pending {
+                    return Poll::Pending;
+                }
+                let mut reports = [PartReport::EMPTY; MAX_PARTS];
+                $( reports[$idx] = this.$field.report(); )+
+                let reports_len = $n;
+                let none_essential = reports[..reports_len].iter().all(|r| !r.is_essential());
+                let none_answered = reports[..reports_len]
+                    .iter()
+                    .all(|r| r.is_degraded() && !r.used_fallback());
+                if none_essential && none_answered {
+                    // Nothing to show: the caller gets the first part's error, not an empty
+                    // success.
+                    let [first, ..] = [$(this.$field.failure()),+];
+                    return Poll::Ready(Err(Rejection::PartFailed(first)));
+                }
+                let parts = ($(this.$field.as_mut().take(),)+);
+                Poll::Ready(Ok(Outcome::new(parts, reports, reports_len)))
+            }
+        }
+    };
+}
+
+join!(Join1, 1; A0 S0 M0 F0 p0 0);
+join!(Join2, 2; A0 S0 M0 F0 p0 0, A1 S1 M1 F1 p1 1);
+join!(Join3, 3; A0 S0 M0 F0 p0 0, A1 S1 M1 F1 p1 1, A2 S2 M2 F2 p2 2);
+join!(Join4, 4; A0 S0 M0 F0 p0 0, A1 S1 M1 F1 p1 1, A2 S2 M2 F2 p2 2, A3 S3 M3 F3 p3 3);
+join!(Join5, 5; A0 S0 M0 F0 p0 0, A1 S1 M1 F1 p1 1, A2 S2 M2 F2 p2 2, A3 S3 M3 F3 p3 3,
+    A4 S4 M4 F4 p4 4);
+join!(Join6, 6; A0 S0 M0 F0 p0 0, A1 S1 M1 F1 p1 1, A2 S2 M2 F2 p2 2, A3 S3 M3 F3 p3 3,
+    A4 S4 M4 F4 p4 4, A5 S5 M5 F5 p5 5);
+join!(Join7, 7; A0 S0 M0 F0 p0 0, A1 S1 M1 F1 p1 1, A2 S2 M2 F2 p2 2, A3 S3 M3 F3 p3 3,
+    A4 S4 M4 F4 p4 4, A5 S5 M5 F5 p5 5, A6 S6 M6 F6 p6 6);
+join!(Join8, 8; A0 S0 M0 F0 p0 0, A1 S1 M1 F1 p1 1, A2 S2 M2 F2 p2 2, A3 S3 M3 F3 p3 3,
+    A4 S4 M4 F4 p4 4, A5 S5 M5 F5 p5 5, A6 S6 M6 F6 p6 6, A7 S7 M7 F7 p7 7);
