@@ -149,7 +149,10 @@ impl FanOut<()> {
 }
 
 impl<P> FanOut<P> {
-    /// Starts every part for `req` and joins them. Reads the clock once.
+    /// Starts every part for `req` and joins them. Reads the clock once, and the request's
+    /// deadline from the context in scope *when it is called* (as it is in a handler behind a
+    /// [`TimeoutLayer`](crate::timeout::TimeoutLayer)); no part is polled before the returned
+    /// future is.
     ///
     /// See [`FanOut`] for an example.
     pub fn call<Req>(&self, req: &Req) -> P::Future
