@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
@@ -17,18 +17,19 @@ use super::part::{Fallback, MapRequest, Part};
 use crate::error::{PartFailed, TimedOut};
 use crate::oneshot::Oneshot;
 use crate::timeout::Deadline;
-use crate::timeout::future::ResponseFuture as Timed;
 use crate::{BoxError, Rejection, context};
 
-/// One part's call as it runs: readiness then the call, under the part's deadline (in scope
-/// for the part's own outbound layers), in a `fan_out.part` span.
-pub type PartFuture<S, R> = Instrumented<context::Scoped<Timed<Oneshot<S, R>>, Option<Deadline>>>;
+/// One part's call as it runs: readiness then the call, with the part's deadline in scope
+/// (for the part's own outbound layers), in a `fan_out.part` span. The deadline itself is
+/// enforced by the fan-out's one timer.
+pub type PartFuture<S, R> = Instrumented<context::Scoped<Oneshot<S, R>, Option<Deadline>>>;
 
 pin_project_lite::pin_project! {
     /// One part of a running fan-out: its call, then its result.
     pub struct PartTask<F, T, Fb> {
         name: &'static str,
         essential: bool,
+        deadline: Instant,
         budget: Duration,
         fallback: Fb,
         #[pin]
@@ -52,6 +53,11 @@ impl<F, T, Fb> fmt::Debug for PartTask<F, T, Fb> {
     }
 }
 
+/// The error of a part that ran out of `budget`.
+fn timed_out(budget: Duration) -> BoxError {
+    Box::new(Rejection::from(TimedOut::new(budget)))
+}
+
 /// What a part's error means for it.
 fn status_of(err: &BoxError) -> Status {
     match Rejection::find(err.as_ref()) {
@@ -67,23 +73,41 @@ where
     Fb: Fallback<T>,
 {
     /// Drives the part; `Ready(Err)` when an essential part failed with no fallback.
-    fn poll_part(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), PartFailed>> {
-        let mut this = self.project();
+    fn poll_part(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), PartFailed>> {
+        let mut this = self.as_mut().project();
         let StateProj::Running { call } = this.state.as_mut().project() else {
             return Poll::Ready(Ok(()));
         };
         let Poll::Ready(answer) = call.poll(cx) else {
             return Poll::Pending;
         };
+        Poll::Ready(self.end(answer.map_err(Some)))
+    }
+
+    /// Ends the part if it is still running at `now` and its deadline has come.
+    fn expire(self: Pin<&mut Self>, now: Instant) -> Result<(), PartFailed> {
+        match self.state {
+            TaskState::Running { .. } if self.deadline <= now => self.end(Err(None)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The deadline of a part still running.
+    fn running_deadline(&self) -> Option<Instant> {
+        matches!(self.state, TaskState::Running { .. }).then_some(self.deadline)
+    }
+
+    /// Records how the part ended: its answer, or `Err(None)` when it ran out of time.
+    fn end(self: Pin<&mut Self>, answer: Result<T, Option<BoxError>>) -> Result<(), PartFailed> {
+        let mut this = self.project();
         let (result, status, fallback) = match answer {
             Ok(value) => (PartResult::Ok(value), Status::Ok, false),
             Err(err) => {
-                let status = status_of(&err);
+                let status = err.as_ref().map_or(Status::TimedOut, status_of);
                 tracing::debug!(
                     part = *this.name,
                     essential = *this.essential,
                     status = status.as_str(),
-                    error = %err,
                     "fan-out part degraded"
                 );
                 match this.fallback.fallback() {
@@ -94,12 +118,19 @@ where
                             status,
                             fallback: false,
                         });
-                        return Poll::Ready(Err(PartFailed::new(*this.name, err)));
+                        let cause = err.unwrap_or_else(|| timed_out(*this.budget));
+                        return Err(PartFailed::new(*this.name, cause));
                     }
-                    None => match status {
-                        Status::TimedOut => (PartResult::TimedOut, status, false),
-                        Status::Rejected => (PartResult::Rejected(err), status, false),
-                        _ => (PartResult::Failed(err), status, false),
+                    None => match err {
+                        None => (PartResult::TimedOut, status, false),
+                        Some(err) if status == Status::Rejected => {
+                            (PartResult::Rejected(err), status, false)
+                        }
+                        Some(err) if status == Status::TimedOut => {
+                            drop(err);
+                            (PartResult::TimedOut, status, false)
+                        }
+                        Some(err) => (PartResult::Failed(err), status, false),
                     },
                 }
             }
@@ -109,7 +140,7 @@ where
             status,
             fallback,
         });
-        Poll::Ready(Ok(()))
+        Ok(())
     }
 
     /// Drops the call if it is still running.
@@ -150,19 +181,20 @@ where
         let (name, budget) = (self.name, self.budget);
         let cause: BoxError = match self.take() {
             PartResult::Rejected(err) | PartResult::Failed(err) => err,
-            _ => Box::new(Rejection::from(TimedOut::new(budget))),
+            _ => timed_out(budget),
         };
         PartFailed::new(name, cause)
     }
 }
 
 impl<S, M, Fb> Part<S, M, Fb> {
-    /// Starts this part's call for `req`, with `overall` as the fan-out's deadline.
+    /// Starts this part's call for `req`, with `overall` as what remains of the fan-out's
+    /// budget at `now`.
     fn start<Req>(
         &self,
         req: &Req,
         now: Instant,
-        overall: Deadline,
+        overall: Duration,
     ) -> PartTask<PartFuture<S, M::Request>, S::Response, Fb>
     where
         M: MapRequest<Req>,
@@ -170,22 +202,16 @@ impl<S, M, Fb> Part<S, M, Fb> {
         S::Error: Into<BoxError>,
         Fb: Clone,
     {
-        let deadline = match self.timeout {
-            Some(limit) => overall.min(Deadline::starting(now, limit)),
-            None => overall,
-        };
-        let budget = deadline.instant().saturating_duration_since(now);
-        let call = if budget.is_zero() {
-            Timed::expired(budget, None)
-        } else {
-            let call = Oneshot::new(self.service.clone(), self.map.map(req));
-            Timed::running(call, Some(deadline.instant()), budget, None)
-        };
+        // Durations, not instants: one addition per part, no subtraction.
+        let budget = self.timeout.map_or(overall, |limit| limit.min(overall));
+        let deadline = Deadline::starting(now, budget);
+        let call = Oneshot::new(self.service.clone(), self.map.map(req));
         let span =
             tracing::debug_span!("fan_out.part", part = self.name, essential = self.essential);
         PartTask {
             name: self.name,
             essential: self.essential,
+            deadline: deadline.instant(),
             budget,
             fallback: self.fallback.clone(),
             state: TaskState::Running {
@@ -222,7 +248,7 @@ pub(crate) mod private {
         type Output;
         /// The joined calls.
         type Future: Future<Output = Result<Outcome<Self::Output>, Rejection>>;
-        fn start(&self, req: &Req, now: Instant, overall: Deadline) -> Self::Future;
+        fn start(&self, req: &Req, now: Instant, overall: Duration) -> Self::Future;
     }
 }
 
@@ -238,11 +264,47 @@ impl private::PartList for () {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// The fan-out's one timer, armed only when a part is still running after a poll, and
+    /// moved to the earliest deadline of the parts still running.
+    #[project = TimerProj]
+    enum Timer {
+        Idle,
+        Armed { #[pin] sleep: Sleep },
+    }
+}
+
+impl Timer {
+    /// Waits for `deadline`; `Ready` once it has come.
+    fn poll_until(mut self: Pin<&mut Self>, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        if let TimerProj::Idle = self.as_mut().project() {
+            self.set(Timer::Armed {
+                sleep: tokio::time::sleep_until(deadline),
+            });
+        }
+        match self.project() {
+            TimerProj::Armed { mut sleep } => {
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+                sleep.poll(cx)
+            }
+            TimerProj::Idle => Poll::Pending,
+        }
+    }
+}
+
 macro_rules! join {
     ($join:ident, $n:literal; $($T:ident $S:ident $M:ident $F:ident $field:ident $idx:tt),+) => {
         pin_project_lite::pin_project! {
-            /// The joined calls of a fan-out's parts, polled in place in the caller's task.
+            /// The joined calls of a fan-out's parts, polled in place in the caller's task,
+            /// with one timer for all their deadlines.
             pub struct $join<$($T),+> {
+                // When the fan-out was called: parts whose deadline had already passed end
+                // before their first poll.
+                started: Option<Instant>,
+                #[pin]
+                timer: Timer,
                 $( #[pin] $field: $T, )+
             }
         }
@@ -277,8 +339,12 @@ macro_rules! join {
             type Output = ($(PartResult<$S::Response>,)+);
             type Future = $join<$(PartTask<PartFuture<$S, $M::Request>, $S::Response, $F>),+>;
 
-            fn start(&self, req: &Req, now: Instant, overall: Deadline) -> Self::Future {
-                $join { $( $field: self.$idx.start(req, now, overall), )+ }
+            fn start(&self, req: &Req, now: Instant, overall: Duration) -> Self::Future {
+                $join {
+                    started: Some(now),
+                    timer: Timer::Idle,
+                    $( $field: self.$idx.start(req, now, overall), )+
+                }
             }
         }
 
@@ -291,26 +357,45 @@ macro_rules! join {
         {
             type Output = Result<Outcome<($(PartResult<$F>,)+)>, Rejection>;
 
-            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-                let mut this = self.as_mut().project();
-                let mut pending = false;
+            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+                let mut this = self.project();
                 let mut failed = None;
-                $(
-                    if failed.is_none() {
-                        match this.$field.as_mut().poll_part(cx) {
-                            Poll::Pending => pending = true,
-                            Poll::Ready(Ok(())) => {}
-                            Poll::Ready(Err(part)) => failed = Some(part),
+                if let Some(started) = this.started.take() {
+                    $(
+                        if failed.is_none() {
+                            failed = this.$field.as_mut().expire(started).err();
                         }
-                    }
-                )+
-                if let Some(part) = failed {
-                    // Decided: the other parts are dropped now, not when the caller drops us.
-                    $( this.$field.as_mut().cancel(); )+
-                    return Poll::Ready(Err(Rejection::PartFailed(part)));
+                    )+
                 }
-                if pending {
-                    return Poll::Pending;
+                loop {
+                    let mut next: Option<Instant> = None;
+                    $(
+                        if failed.is_none() {
+                            if let Poll::Ready(Err(part)) = this.$field.as_mut().poll_part(cx) {
+                                failed = Some(part);
+                            }
+                            if let Some(deadline) = this.$field.running_deadline() {
+                                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                            }
+                        }
+                    )+
+                    if let Some(part) = failed {
+                        // Decided: the other parts are dropped now, not when the caller
+                        // drops this future.
+                        $( this.$field.as_mut().cancel(); )+
+                        return Poll::Ready(Err(Rejection::PartFailed(part)));
+                    }
+                    let Some(next) = next else { break };
+                    if this.timer.as_mut().poll_until(next, cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // The earliest deadline has come: end the parts it belongs to, then look
+                    // again (the others may have answered meanwhile).
+                    $(
+                        if failed.is_none() {
+                            failed = this.$field.as_mut().expire(next).err();
+                        }
+                    )+
                 }
                 let mut reports = [PartReport::EMPTY; MAX_PARTS];
                 $( reports[$idx] = this.$field.report(); )+

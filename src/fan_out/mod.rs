@@ -94,7 +94,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::timeout::Deadline;
 use crate::{ConfigError, Rejection, context};
 
 mod join;
@@ -160,9 +159,9 @@ impl<P> FanOut<P> {
         P: Parts<Req>,
     {
         let now = Instant::now();
-        let mut overall = Deadline::starting(now, self.overall);
+        let mut overall = self.overall;
         if let Some(request) = context::current_deadline() {
-            overall = overall.min(request);
+            overall = overall.min(request.instant().saturating_duration_since(now));
         }
         join::private::Parts::start(&self.parts, req, now, overall)
     }
