@@ -8,14 +8,20 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::body::Body;
+use axum::extract::Path;
+use axum::response::Response;
 use axum::routing::get;
 use tower::ServiceBuilder;
-use tower_rampart::ServiceBuilderExt;
 use tower_rampart::circuit_breaker::CircuitBreakerLayer;
+use tower_rampart::fan_out::{FanOut, Outcome, Part, PartResult};
 use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
 use tower_rampart::request_id::SetRequestIdLayer;
 use tower_rampart::timeout::{Deadline, TimeoutLayer};
+use tower_rampart::{Rejection, ServiceBuilderExt};
 use tracing_subscriber::EnvFilter;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -32,6 +38,7 @@ fn app() -> Result<Router, tower_rampart::ConfigError> {
     Ok(Router::new()
         .route("/", get(|| async { "tower-rampart example server\n" }))
         .route("/budget", get(budget))
+        .merge(product_page()?)
         .layer(
             ServiceBuilder::new()
                 // Outermost: accept or generate `x-request-id`, echo it on every response,
@@ -49,9 +56,51 @@ fn app() -> Result<Router, tower_rampart::ConfigError> {
 }
 
 /// Answers with the time this request has left: try `curl -H 'x-request-timeout-ms: 250'`.
-async fn budget() -> String {
-    let left = Deadline::current().map_or(Duration::ZERO, |d| d.remaining());
-    format!("{} ms left\n", left.as_millis())
+async fn budget(deadline: Deadline) -> String {
+    format!("{} ms left\n", deadline.remaining().as_millis())
+}
+
+/// The seed's product page: the core data (essential, fast), reviews (optional, 300 ms
+/// budget, but the stand-in takes 2 s) and related products (optional, fast), all under a
+/// 1 s cap. Built once; answers 200 with `"degraded":["reviews"]` after 300 ms.
+fn product_page() -> Result<Router, tower_rampart::ConfigError> {
+    // Stand-ins for three backends; in a real service, hyper clients with their own stacks.
+    let core = tower::service_fn(|id: u64| async move {
+        Ok::<_, Infallible>(format!(
+            r#"{{"id":{id},"name":"kettle","price_cents":2999}}"#
+        ))
+    });
+    let reviews = tower::service_fn(|_: u64| async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok::<_, Infallible>(r#"[{"stars":5}]"#.to_string())
+    });
+    let related = tower::service_fn(|id: u64| async move {
+        Ok::<_, Infallible>(format!("[{},{}]", id + 1, id + 2))
+    });
+    let page = FanOut::builder(Duration::from_secs(1))
+        .part(Part::essential("core", core))
+        .part(Part::optional("reviews", reviews).timeout(Duration::from_millis(300)))
+        .part(Part::optional("related", related).timeout(Duration::from_millis(300)))
+        .build()?;
+    Ok(Router::new().route(
+        "/product/{id}",
+        get(move |Path(id): Path<u64>| {
+            let page = page.clone();
+            async move { render(page.call(&id).await?) }
+        }),
+    ))
+}
+
+/// The product page as JSON, with the parts that answered and the list of those that did not.
+fn render(
+    outcome: Outcome<(PartResult<String>, PartResult<String>, PartResult<String>)>,
+) -> Result<Response, Rejection> {
+    let (core, reviews, related) = outcome.parts();
+    let mut fields = Vec::new();
+    fields.extend(core.value().map(|v| ("product", v.as_str())));
+    fields.extend(reviews.value().map(|v| ("reviews", v.as_str())));
+    fields.extend(related.value().map(|v| ("related", v.as_str())));
+    Ok(outcome.json_response::<Body>(&fields))
 }
 
 #[tokio::main]

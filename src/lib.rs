@@ -46,7 +46,7 @@
 //! | `circuit-breaker` | yes | [`circuit_breaker`] |
 //! | `rate-limit` | yes | [`rate_limit`] |
 //! | `timeout` | yes | [`timeout`] and the request [`context`] |
-//! | `fan-out` | yes | [`fan_out`] |
+//! | `fan-out` | yes | [`fan_out`] (turns on `timeout`) |
 //! | `request-id` | yes | [`request_id`] |
 //! | `http` | yes | [`http`]: the rejection → response mapping and [`http::RejectionResponseLayer`] |
 //! | `axum` | no | `IntoResponse` for [`Rejection`] (pulls `axum-core`) |
