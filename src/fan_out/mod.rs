@@ -11,7 +11,7 @@
 //! `TimedOut`, `Rejected` when its circuit breaker or rate limiter failed it fast, `Failed`),
 //! and a report per part, readable by name, with the list of degraded parts. An essential
 //! part that fails (with no fallback) ends the fan-out at once with
-//! [`Rejection::PartFailed`](crate::Rejection::PartFailed), `502 Bad Gateway` over HTTP,
+//! `Rejection::PartFailed`, `502 Bad Gateway` over HTTP,
 //! naming the part; when there is no essential part and no part answered, the caller gets
 //! the first part's error the same way rather than an empty success.
 //!
