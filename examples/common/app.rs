@@ -1,0 +1,223 @@
+//! The example service's routes and stack, shared by `examples/server.rs` (which serves them)
+//! and `tests/server.rs` (which drives them over real sockets).
+//!
+//! | route | what it shows |
+//! |---|---|
+//! | `GET /` | a plain answer, with `x-request-id` |
+//! | `GET /slow` | a 5 s handler behind the 1 s timeout: 504; `grpc-timeout: 200m` makes it 200 ms |
+//! | `GET /budget` | the time this request has left (the `Deadline` extractor) |
+//! | `GET /flaky` | an upstream that always answers 500, behind a client circuit breaker: 502, then 503 + `Retry-After` without calling it |
+//! | `GET /product/{id}` | the seed's product page by fan-out: `"degraded":["reviews"]` after 300 ms |
+//! | `GET /health` | the breakers' states, outside the rate limit |
+//!
+//! Every route but `/health` is limited to 50 requests per second per client IP, 20 at once.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Path;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{Request, StatusCode};
+use tower::{Layer, ServiceBuilder, ServiceExt};
+use tower_rampart::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
+use tower_rampart::fan_out::{FanOut, Outcome, Part, PartResult};
+use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
+use tower_rampart::request_id::SetRequestIdLayer;
+use tower_rampart::timeout::{Deadline, TimeoutLayer};
+use tower_rampart::{ConfigError, Rejection, ServiceBuilderExt};
+
+/// What the tests may change; `Config::default()` is what the example serves.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// Each request's time limit (callers may ask for less). Default: 1 s.
+    pub(crate) request_timeout: Duration,
+    /// How long `/flaky`'s breaker stays open before it probes the upstream. Default: 10 s.
+    pub(crate) flaky_open_for: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(1),
+            flaky_open_for: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The app and the handles the example and the tests look into.
+pub(crate) struct App {
+    /// Every route behind the rampart stack; serve it with `ConnectInfo<SocketAddr>`.
+    pub(crate) router: Router,
+    /// `/flaky`'s client breaker.
+    pub(crate) flaky_breaker: CircuitBreakerHandle,
+    /// How many calls reached `/flaky`'s upstream.
+    pub(crate) upstream_calls: Arc<AtomicU64>,
+}
+
+/// Builds the app: request id → rejection mapping → timeout → per-client rate limit → routes.
+pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
+    let per_client = RateLimitLayer::per_second(50)
+        .burst(20)
+        .with_key(PeerIp)
+        .policy_name("per-ip")
+        .build()?;
+    let upstream_calls = Arc::new(AtomicU64::new(0));
+    let breaker = CircuitBreakerLayer::builder()
+        .name("upstream")
+        .failure_threshold(5)
+        .open_for(config.flaky_open_for)
+        .build()?;
+    let flaky_breaker = breaker.handle();
+
+    let limited = Router::new()
+        .route("/", get(|| async { "tower-rampart example server\n" }))
+        .route("/slow", get(slow))
+        .route("/budget", get(budget))
+        .merge(flaky(breaker, upstream_calls.clone()))
+        .merge(product_page()?)
+        // The limiter's 429s become responses here, inside the route.
+        .layer(
+            ServiceBuilder::new()
+                .rejection_response()
+                .token_bucket(per_client),
+        );
+    let health_breaker = flaky_breaker.clone();
+    let router = Router::new()
+        .merge(limited)
+        .route(
+            "/health",
+            get(move || {
+                let state = health_breaker.state();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, "application/json")],
+                        format!(r#"{{"status":"ok","breakers":{{"upstream":"{state}"}}}}"#),
+                    )
+                }
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                // Outermost: accept or generate `x-request-id`, echo it on every response,
+                // rejections included.
+                .layer(SetRequestIdLayer::new())
+                // Rejections from the layers below become 429/503/504/502 responses.
+                .rejection_response()
+                // 1 s per request, or less if the caller sends `grpc-timeout` or
+                // `x-request-timeout-ms`; 504 when it runs out.
+                .deadline(TimeoutLayer::new(config.request_timeout)),
+        );
+    Ok(App {
+        router,
+        flaky_breaker,
+        upstream_calls,
+    })
+}
+
+/// Takes 5 s: longer than any request may.
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    "done\n"
+}
+
+/// Answers with the time this request has left: try `curl -H 'x-request-timeout-ms: 250'`.
+async fn budget(deadline: Deadline) -> String {
+    format!("{} ms left\n", deadline.remaining().as_millis())
+}
+
+/// `/flaky`: calls an upstream that always fails through a client stack with a circuit
+/// breaker (5 failures in a row open it). An upstream 5xx is answered 502; once the breaker
+/// is open, the breaker's rejection is answered 503 with `Retry-After`, at once.
+fn flaky(breaker: CircuitBreakerLayer, calls: Arc<AtomicU64>) -> Router {
+    let upstream = tower::service_fn(move |_: Request<Body>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async {
+            let mut response = Response::new(Body::from("upstream failed\n"));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let client = breaker.layer(upstream);
+    Router::new().route(
+        "/flaky",
+        get(move || {
+            let client = client.clone();
+            async move {
+                match client.oneshot(Request::new(Body::empty())).await {
+                    Ok(response) if response.status().is_server_error() => {
+                        (StatusCode::BAD_GATEWAY, "the upstream failed\n").into_response()
+                    }
+                    Ok(response) => response,
+                    Err(err) => match Rejection::find(err.as_ref()) {
+                        Some(rejection) => rejection.clone().into_response(),
+                        None => (StatusCode::BAD_GATEWAY, "the upstream failed\n").into_response(),
+                    },
+                }
+            }
+        }),
+    )
+}
+
+/// The seed's product page: the core data (essential, fast), reviews (optional, 300 ms
+/// budget, but the stand-in takes 2 s) and related products (optional, fast), all under a
+/// 1 s cap. Built once; answers 200 with `"degraded":["reviews"]` after 300 ms.
+fn product_page() -> Result<Router, ConfigError> {
+    // Stand-ins for three backends; in a real service, hyper clients with their own stacks.
+    let core = tower::service_fn(|id: u64| async move {
+        Ok::<_, Infallible>(format!(
+            r#"{{"id":{id},"name":"kettle","price_cents":2999}}"#
+        ))
+    });
+    let reviews = tower::service_fn(|_: u64| async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok::<_, Infallible>(r#"[{"stars":5}]"#.to_string())
+    });
+    let related = tower::service_fn(|id: u64| async move {
+        Ok::<_, Infallible>(format!("[{},{}]", id + 1, id + 2))
+    });
+    let page = FanOut::builder(Duration::from_secs(1))
+        .part(Part::essential("core", core))
+        .part(Part::optional("reviews", reviews).timeout(Duration::from_millis(300)))
+        .part(Part::optional("related", related).timeout(Duration::from_millis(300)))
+        .build()?;
+    Ok(Router::new().route(
+        "/product/{id}",
+        get(move |Path(id): Path<u64>| {
+            let page = page.clone();
+            async move { render(page.call(&id).await?) }
+        }),
+    ))
+}
+
+/// The product page as JSON: the parts that answered, and the list of those that did not.
+fn render(
+    outcome: Outcome<(PartResult<String>, PartResult<String>, PartResult<String>)>,
+) -> Result<Response, Rejection> {
+    let (core, reviews, related) = outcome.parts();
+    let mut fields = Vec::new();
+    fields.extend(core.value().map(|v| ("product", v.as_str())));
+    fields.extend(reviews.value().map(|v| ("reviews", v.as_str())));
+    fields.extend(related.value().map(|v| ("related", v.as_str())));
+    Ok(outcome.json_response::<Body>(&fields))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

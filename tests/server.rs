@@ -1,0 +1,254 @@
+//! The example server's app (`examples/common/app.rs`, the same `app()` the example serves)
+//! on a real loopback socket, driven by a hyper client: every route, request ids, the rate
+//! limit under load, the breaker on `/flaky`, and graceful shutdown.
+
+#[path = "../examples/common/app.rs"]
+mod app;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tower_rampart::circuit_breaker::CircuitState;
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+struct Running {
+    addr: SocketAddr,
+    app: app::App,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    client: HttpClient,
+}
+
+/// Serves the example's app on `127.0.0.1:0` (with `config`) until `stop` is sent.
+async fn start(config: app::Config) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let built = app::app(config).unwrap();
+    let router = built.router.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app::serve(listener, router, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        app: built,
+        stop: Some(stop),
+        server,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+    took: Duration,
+}
+
+impl Running {
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut req = Request::get(format!("http://{}{path}", self.addr));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let started = Instant::now();
+        let response = self
+            .client
+            .request(req.body(Empty::new()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+            took: started.elapsed(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_root_answers_and_every_answer_carries_a_request_id() {
+    let server = start(app::Config::default()).await;
+    let plain = server.get("/", &[]).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(plain.body, "tower-rampart example server\n");
+    assert_eq!(plain.headers["x-request-id"].len(), 36);
+    let kept = server.get("/", &[("x-request-id", "edge-42")]).await;
+    assert_eq!(kept.headers["x-request-id"], "edge-42");
+    let replaced = server.get("/", &[("x-request-id", "<script>")]).await;
+    assert_ne!(replaced.headers["x-request-id"], "<script>");
+    let health = server.get("/health", &[]).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(
+        health.body,
+        r#"{"status":"ok","breakers":{"upstream":"closed"}}"#
+    );
+    assert!(health.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn slow_answers_504_at_the_limit_or_at_the_callers_budget() {
+    let server = start(app::Config::default()).await;
+    let limited = server.get("/slow", &[]).await;
+    assert_eq!(limited.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(limited.took >= Duration::from_secs(1) && limited.took < Duration::from_secs(3));
+    assert!(limited.headers.contains_key("x-request-id"));
+    let budget = server.get("/slow", &[("grpc-timeout", "200m")]).await;
+    assert_eq!(budget.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        budget.took >= Duration::from_millis(200),
+        "{:?}",
+        budget.took
+    );
+    assert!(
+        budget.took < Duration::from_millis(900),
+        "{:?}",
+        budget.took
+    );
+}
+
+#[tokio::test]
+async fn budget_reports_the_time_left() {
+    let server = start(app::Config::default()).await;
+    let answer = server
+        .get("/budget", &[("x-request-timeout-ms", "250")])
+        .await;
+    let left: u64 = answer.body.split(' ').next().unwrap().parse().unwrap();
+    assert!((200..=250).contains(&left), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn flaky_fails_502_then_the_breaker_answers_503_without_calling() {
+    let server = start(app::Config {
+        flaky_open_for: Duration::from_millis(400),
+        ..app::Config::default()
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            server.get("/flaky", &[]).await.status,
+            StatusCode::BAD_GATEWAY
+        );
+    }
+    assert_eq!(server.app.upstream_calls.load(Ordering::SeqCst), 5);
+    let open = server.get("/flaky", &[]).await;
+    assert_eq!(open.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(open.headers.contains_key("retry-after"));
+    assert!(open.headers.contains_key("x-request-id"));
+    assert!(open.took < Duration::from_millis(200));
+    assert_eq!(server.app.upstream_calls.load(Ordering::SeqCst), 5);
+    let health = server.get("/health", &[]).await;
+    assert!(
+        health.body.contains(r#""upstream":"open""#),
+        "{}",
+        health.body
+    );
+    assert_eq!(server.app.flaky_breaker.state(), CircuitState::Open);
+    // After the open time, one probe reaches the upstream; it fails, so the breaker opens again.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        server.get("/flaky", &[]).await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(server.app.upstream_calls.load(Ordering::SeqCst), 6);
+    assert_eq!(
+        server.get("/flaky", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn the_product_page_degrades_reviews_at_their_budget() {
+    let server = start(app::Config::default()).await;
+    let page = server.get("/product/7", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers["x-degraded"], "reviews");
+    assert_eq!(
+        page.body,
+        r#"{"product":{"id":7,"name":"kettle","price_cents":2999},"related":[8,9],"degraded":["reviews"]}"#
+    );
+    assert!(page.took >= Duration::from_millis(300) && page.took < Duration::from_millis(900));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_holds_under_a_thousand_requests() {
+    let server = Arc::new(start(app::Config::default()).await);
+    // 1 000 requests, 250 in flight at a time (each holds a client and a server socket:
+    // this stays under a 1 024 file-descriptor limit).
+    let gate = Arc::new(tokio::sync::Semaphore::new(250));
+    let started = Instant::now();
+    let requests: Vec<_> = (0..1_000)
+        .map(|_| {
+            let (server, gate) = (server.clone(), gate.clone());
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await.unwrap();
+                server.get("/", &[]).await
+            })
+        })
+        .collect();
+    let mut admitted = 0u64;
+    for request in requests {
+        let answer = request.await.unwrap();
+        assert!(answer.headers.contains_key("x-request-id"));
+        match answer.status {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(answer.headers.contains_key("retry-after"));
+                assert!(answer.headers.contains_key("ratelimit-policy"));
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // A burst of 20, then 50 per second.
+    let allowed = 20.0 + 50.0 * elapsed + 1.0;
+    assert!(admitted >= 20, "admitted {admitted}");
+    assert!(
+        admitted as f64 <= allowed,
+        "admitted {admitted} in {elapsed:.2} s"
+    );
+    // `/health` is outside the limit.
+    assert_eq!(server.get("/health", &[]).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let mut server = start(app::Config::default()).await;
+    let in_flight = {
+        let client = server.client.clone();
+        let uri = format!("http://{}/slow", server.addr);
+        tokio::spawn(async move {
+            let req = Request::get(uri)
+                .header("x-request-timeout-ms", "400")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            client.request(req).await.map(|r| r.status())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.stop.take().unwrap().send(()).unwrap();
+    // The request in flight gets its answer (a 504 at its 400 ms budget), not a reset.
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    drop(server.client);
+    tokio::time::timeout(Duration::from_secs(5), server.server)
+        .await
+        .expect("the server stops once the request is answered")
+        .unwrap()
+        .unwrap();
+}
