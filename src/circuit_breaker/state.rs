@@ -433,6 +433,7 @@ pub(crate) struct Core {
     policy: Policy,
     name: Cow<'static, str>,
     on_change: Option<OnChange>,
+    metrics: crate::metrics::Breaker,
 }
 
 impl fmt::Debug for Core {
@@ -472,6 +473,7 @@ impl Core {
             counters: (0..lanes).map(|_| Counters::default()).collect(),
             plain_success,
             policy,
+            metrics: crate::metrics::Breaker::new(name.clone()),
             name,
             on_change,
         }
@@ -602,6 +604,7 @@ impl Core {
 
     fn reject(&self, lane: usize, retry_after: u64) -> Admission {
         self.lane(lane).rejected.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rejected();
         Admission::Reject { retry_after }
     }
 
@@ -696,6 +699,14 @@ impl Core {
 
     fn notify(&self, from: CircuitState, to: CircuitState, open_for: Option<Duration>) {
         self.transitions.fetch_add(1, Ordering::Relaxed);
+        let level = match to {
+            CircuitState::Closed => 0.0,
+            CircuitState::HalfOpen => 1.0,
+            CircuitState::Open => 2.0,
+            CircuitState::ForcedOpen => 3.0,
+            CircuitState::Disabled => 4.0,
+        };
+        self.metrics.transition(from.as_str(), to.as_str(), level);
         if let Some(on_change) = &self.on_change {
             on_change(&Transition {
                 name: &self.name,
@@ -719,6 +730,7 @@ impl Core {
         if self.plain_success && outcome == Outcome::Success && !ticket.probe {
             // The common case, kept small: a success with no window and no slow-call check.
             self.lane(lane).successes.fetch_add(1, Ordering::Relaxed);
+            self.metrics.success();
             let run = &self.consecutive.0;
             if run.load(Ordering::Relaxed) != 0 {
                 let word = self.load();
@@ -748,14 +760,17 @@ impl Core {
         let bits = match outcome {
             Outcome::Success => {
                 counters.successes.fetch_add(1, Ordering::Relaxed);
+                self.metrics.success();
                 0
             }
             Outcome::Failure => {
                 counters.failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics.failure();
                 FAILED
             }
             Outcome::Ignore => {
                 counters.ignored.fetch_add(1, Ordering::Relaxed);
+                self.metrics.ignored();
                 if ticket.probe {
                     self.release(ticket);
                 }

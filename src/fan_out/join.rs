@@ -104,6 +104,7 @@ where
             Ok(value) => (PartResult::Ok(value), Status::Ok, false),
             Err(err) => {
                 let status = err.as_ref().map_or(Status::TimedOut, status_of);
+                crate::metrics::fan_out_degraded(this.name, status.as_str());
                 tracing::debug!(
                     part = *this.name,
                     essential = *this.essential,
@@ -118,6 +119,7 @@ where
                             status,
                             fallback: false,
                         });
+                        crate::metrics::fan_out_failed(this.name);
                         let cause = err.unwrap_or_else(|| timed_out(*this.budget));
                         return Err(PartFailed::new(*this.name, cause));
                     }
@@ -407,6 +409,7 @@ macro_rules! join {
                 if none_essential && none_answered {
                     // Nothing to show: the caller gets the first part's error, not an empty
                     // success.
+                    crate::metrics::fan_out_failed(reports[0].name());
                     let [first, ..] = [$(this.$field.failure()),+];
                     return Poll::Ready(Err(Rejection::PartFailed(first)));
                 }

@@ -161,7 +161,14 @@ impl<P, C: Clock, H> RateLimitLayer<P, C, H> {
             .limiter
             .check::<true, _, _>(&self.partition, req, now, false)
         {
-            Verdict::Now(_) | Verdict::Later { .. } => Ok(()),
+            Verdict::Now(_) => {
+                self.limiter.metrics.admitted();
+                Ok(())
+            }
+            Verdict::Later { .. } => {
+                self.limiter.metrics.delayed();
+                Ok(())
+            }
             Verdict::Reject(refusal) => Err(self.limiter.rejection(refusal)),
         }
     }

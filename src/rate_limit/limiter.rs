@@ -177,6 +177,7 @@ pub(crate) struct Limiter<C> {
     quiet_nanos: u64,
     rejected: AtomicU64,
     warned_missing_key: AtomicBool,
+    pub(crate) metrics: crate::metrics::RateLimit,
 }
 
 impl<C: Clock> Limiter<C> {
@@ -192,6 +193,7 @@ impl<C: Clock> Limiter<C> {
         let refill = quota.refill_time();
         let sweep_every = refill.clamp(Duration::from_millis(100), Duration::from_secs(10));
         Self {
+            metrics: crate::metrics::RateLimit::new(policy.clone()),
             quota,
             mode,
             missing,
@@ -436,7 +438,9 @@ impl<C: Clock> Limiter<C> {
     /// The rejection for `refusal`, under this limiter's policy name.
     pub(crate) fn rejection(&self, refusal: Refusal) -> RateLimited {
         let bucket = refusal.bucket;
-        RateLimited::new(Duration::from_nanos(refusal.retry_after_nanos))
+        let retry_after = Duration::from_nanos(refusal.retry_after_nanos);
+        self.metrics.rejected(retry_after);
+        RateLimited::new(retry_after)
             .with_quota(
                 self.policy.clone(),
                 u64::from(bucket.limit()),

@@ -103,6 +103,7 @@ where
             .check::<false, _, _>(&self.partition, &req, now, with_state)
         {
             Verdict::Now(state) => {
+                self.limiter.metrics.admitted();
                 ResponseFuture::called(self.inner.call(req), H::keep(state), self.headers.clone())
             }
             Verdict::Later {
@@ -110,6 +111,7 @@ where
                 reservation,
                 state,
             } => {
+                self.limiter.metrics.delayed();
                 // The ready service goes into the future; this one keeps an unpolled clone.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);

@@ -50,6 +50,7 @@ pub struct SetRequestIdLayer<M = UuidV7> {
     make: M,
     traceparent: bool,
     extension: bool,
+    metrics: crate::metrics::RequestIds,
 }
 
 impl SetRequestIdLayer {
@@ -64,6 +65,7 @@ impl SetRequestIdLayer {
             make: UuidV7,
             traceparent: false,
             extension: false,
+            metrics: crate::metrics::RequestIds::new(),
         }
     }
 }
@@ -151,6 +153,7 @@ impl<M> SetRequestIdLayer<M> {
             make,
             traceparent: self.traceparent,
             extension: self.extension,
+            metrics: self.metrics,
         }
     }
 }
@@ -208,19 +211,31 @@ where
         let kept = req.headers().get(&layer.header).and_then(|value| {
             let id = RequestId::from_header_value(value, &layer.rules);
             if id.is_none() {
+                layer.metrics.rejected();
                 tracing::debug!(
                     request_id.rejected_len = value.len(),
                     "replacing an invalid incoming request id"
                 );
+            } else {
+                layer.metrics.accepted();
             }
             id
         });
         let id = kept.unwrap_or_else(|| {
-            let id = layer
+            let from_trace = layer
                 .traceparent
                 .then(|| req.headers().get(&TRACEPARENT).and_then(trace_id))
-                .flatten()
-                .map_or_else(|| layer.make.make_request_id(), RequestId::from_safe);
+                .flatten();
+            let id = match from_trace {
+                Some(trace) => {
+                    layer.metrics.traceparent();
+                    RequestId::from_safe(trace)
+                }
+                None => {
+                    layer.metrics.generated();
+                    layer.make.make_request_id()
+                }
+            };
             req.headers_mut()
                 .insert(&layer.header, id.to_header_value());
             id

@@ -42,6 +42,24 @@ pin_project_lite::pin_project! {
         // The budget the call was given, and the HTTP status chosen instead of 504.
         budget: Duration,
         status: Option<http::StatusCode>,
+        side: Side,
+    }
+}
+
+/// Which layer made the future: the server's timeout or the client's propagation (a metric
+/// label).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Side {
+    Server,
+    Client,
+}
+
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Side::Server => "server",
+            Side::Client => "client",
+        }
     }
 }
 
@@ -51,6 +69,7 @@ impl<F> ResponseFuture<F> {
         deadline: Option<Instant>,
         budget: Duration,
         status: Option<http::StatusCode>,
+        side: Side,
     ) -> Self {
         let timer = match deadline {
             Some(deadline) => Timer::Idle { deadline },
@@ -60,15 +79,18 @@ impl<F> ResponseFuture<F> {
             kind: Kind::Running { inner, timer },
             budget,
             status,
+            side,
         }
     }
 
     /// A call whose budget was spent before it started: it fails without being made.
-    pub(crate) fn expired(budget: Duration, status: Option<http::StatusCode>) -> Self {
+    pub(crate) fn expired(budget: Duration, status: Option<http::StatusCode>, side: Side) -> Self {
+        crate::metrics::timeout_budget_spent(side.as_str());
         Self {
             kind: Kind::Expired,
             budget,
             status,
+            side,
         }
     }
 }
@@ -114,6 +136,7 @@ where
                 match timer.project() {
                     TimerProj::Armed { sleep } => {
                         ready!(sleep.poll(cx));
+                        crate::metrics::timeout_expired(this.side.as_str());
                         Poll::Ready(Err(timed_out(*this.budget, *this.status)))
                     }
                     TimerProj::Never | TimerProj::Idle { .. } => Poll::Pending,

@@ -11,7 +11,7 @@ use tower_service::Service;
 use crate::BoxError;
 
 use super::Deadline;
-use super::future::ResponseFuture;
+use super::future::{ResponseFuture, Side};
 use super::inbound::{DEFAULT_BUDGET_HEADER, GRPC_TIMEOUT, grpc_timeout_value};
 
 /// For client stacks (a hyper-util client, a `reqwest`-like service): each outgoing request
@@ -156,7 +156,13 @@ where
         let deadline = crate::context::current_deadline()
             .or_else(|| req.extensions().get::<Deadline>().copied());
         let Some(deadline) = deadline else {
-            return ResponseFuture::running(self.inner.call(req), None, Duration::ZERO, None);
+            return ResponseFuture::running(
+                self.inner.call(req),
+                None,
+                Duration::ZERO,
+                None,
+                Side::Client,
+            );
         };
         let now = Instant::now();
         let left = deadline
@@ -165,7 +171,7 @@ where
             .saturating_sub(self.layer.margin);
         if left.is_zero() {
             tracing::debug!("request budget spent; outbound call not sent");
-            return ResponseFuture::expired(left, None);
+            return ResponseFuture::expired(left, None, Side::Client);
         }
         let headers = req.headers_mut();
         if self.layer.grpc {
@@ -175,6 +181,12 @@ where
             let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
             headers.insert(name, HeaderValue::from(millis));
         }
-        ResponseFuture::running(self.inner.call(req), Some(now + left), left, None)
+        ResponseFuture::running(
+            self.inner.call(req),
+            Some(now + left),
+            left,
+            None,
+            Side::Client,
+        )
     }
 }

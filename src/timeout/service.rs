@@ -9,7 +9,7 @@ use crate::BoxError;
 use crate::context;
 
 use super::Deadline;
-use super::future::ResponseFuture;
+use super::future::{ResponseFuture, Side};
 use super::layer::{HttpInbound, Inbound, Limit, private};
 
 /// A service whose calls must finish by their deadline.
@@ -86,7 +86,7 @@ where
             budget = earlier.instant().saturating_duration_since(now);
         }
         if budget.is_zero() {
-            return ResponseFuture::expired(budget, self.status);
+            return ResponseFuture::expired(budget, self.status, Side::Server);
         }
         private::Inbound::attach(&self.inbound, &mut req, deadline);
         let mut slot = Some(deadline);
@@ -99,6 +99,7 @@ where
             Some(deadline.instant()),
             budget,
             self.status,
+            Side::Server,
         )
     }
 }

@@ -1,0 +1,251 @@
+//! What the layers record through the [`metrics`](https://docs.rs/metrics) facade, with the
+//! `metrics` feature; without it every call here compiles to nothing.
+//!
+//! Counters on a request's path are registered once, when a layer is built, and only
+//! incremented per request (no key built, no lookup). Rare events (a transition, a timeout,
+//! a degraded part) are recorded by name when they happen. Install the recorder (for
+//! example `metrics-exporter-prometheus`) *before* building the layers: handles registered
+//! earlier stay no-ops.
+//!
+//! | name | kind | labels | when |
+//! |---|---|---|---|
+//! | `rampart_rate_limit_requests_total` | counter | `policy`, `outcome` = `admitted` / `delayed` / `rejected` | every decision |
+//! | `rampart_rate_limit_retry_after_seconds` | histogram | `policy` | every rejection: the wait it announces |
+//! | `rampart_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success` / `failure` / `ignored` | every completed call |
+//! | `rampart_circuit_breaker_rejected_total` | counter | `breaker` | every call refused |
+//! | `rampart_circuit_breaker_transitions_total` | counter | `breaker`, `from`, `to` | every state change |
+//! | `rampart_circuit_breaker_state` | gauge | `breaker` | 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled |
+//! | `rampart_timeout_expired_total` | counter | `side` = `server` / `client` | a deadline passed during a call |
+//! | `rampart_timeout_budget_spent_total` | counter | `side` = `server` / `client` | a call refused before it started: no budget left |
+//! | `rampart_fan_out_degraded_total` | counter | `part`, `status` | a part did not answer |
+//! | `rampart_fan_out_failed_total` | counter | `part` | an essential part failed the fan-out |
+//! | `rampart_request_ids_total` | counter | `source` = `accepted` / `generated` / `traceparent` | every request |
+//! | `rampart_request_ids_rejected_total` | counter | | an incoming id failed the rules (and was replaced) |
+//!
+//! Per-key breakers share their breaker's name; no label carries a rate-limit key or a
+//! client address, so the number of series stays bounded.
+
+#[cfg(feature = "metrics")]
+mod enabled {
+    #![allow(unused_imports)] // each layer's feature uses some of them
+
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    use ::metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+    /// A rate limiter's handles.
+    #[cfg(feature = "rate-limit")]
+    #[derive(Debug)]
+    pub(crate) struct RateLimit {
+        admitted: Counter,
+        delayed: Counter,
+        rejected: Counter,
+        retry_after: Histogram,
+    }
+
+    #[cfg(feature = "rate-limit")]
+    impl RateLimit {
+        pub(crate) fn new(policy: Cow<'static, str>) -> Self {
+            let requests = |outcome: &'static str| counter!("rampart_rate_limit_requests_total", "policy" => policy.clone(), "outcome" => outcome);
+            Self {
+                admitted: requests("admitted"),
+                delayed: requests("delayed"),
+                rejected: requests("rejected"),
+                retry_after: histogram!("rampart_rate_limit_retry_after_seconds", "policy" => policy.clone()),
+            }
+        }
+
+        #[inline]
+        pub(crate) fn admitted(&self) {
+            self.admitted.increment(1);
+        }
+
+        #[inline]
+        pub(crate) fn delayed(&self) {
+            self.delayed.increment(1);
+        }
+
+        pub(crate) fn rejected(&self, retry_after: Duration) {
+            self.rejected.increment(1);
+            self.retry_after.record(retry_after.as_secs_f64());
+        }
+    }
+
+    /// A circuit breaker's handles.
+    #[cfg(feature = "circuit-breaker")]
+    #[derive(Debug)]
+    pub(crate) struct Breaker {
+        name: Cow<'static, str>,
+        success: Counter,
+        failure: Counter,
+        ignored: Counter,
+        rejected: Counter,
+        state: Gauge,
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    impl Breaker {
+        pub(crate) fn new(name: Cow<'static, str>) -> Self {
+            let calls = |outcome: &'static str| counter!("rampart_circuit_breaker_calls_total", "breaker" => name.clone(), "outcome" => outcome);
+            let state = gauge!("rampart_circuit_breaker_state", "breaker" => name.clone());
+            state.set(0.0);
+            Self {
+                success: calls("success"),
+                failure: calls("failure"),
+                ignored: calls("ignored"),
+                rejected: counter!("rampart_circuit_breaker_rejected_total", "breaker" => name.clone()),
+                state,
+                name,
+            }
+        }
+
+        #[inline]
+        pub(crate) fn success(&self) {
+            self.success.increment(1);
+        }
+
+        #[inline]
+        pub(crate) fn failure(&self) {
+            self.failure.increment(1);
+        }
+
+        #[inline]
+        pub(crate) fn ignored(&self) {
+            self.ignored.increment(1);
+        }
+
+        #[inline]
+        pub(crate) fn rejected(&self) {
+            self.rejected.increment(1);
+        }
+
+        pub(crate) fn transition(&self, from: &'static str, to: &'static str, level: f64) {
+            counter!(
+                "rampart_circuit_breaker_transitions_total",
+                "breaker" => self.name.clone(), "from" => from, "to" => to
+            )
+            .increment(1);
+            self.state.set(level);
+        }
+    }
+
+    /// A request-id layer's handles.
+    #[cfg(feature = "request-id")]
+    #[derive(Clone, Debug)]
+    pub(crate) struct RequestIds {
+        accepted: Counter,
+        generated: Counter,
+        traceparent: Counter,
+        rejected: Counter,
+    }
+
+    #[cfg(feature = "request-id")]
+    impl RequestIds {
+        pub(crate) fn new() -> Self {
+            let ids =
+                |source: &'static str| counter!("rampart_request_ids_total", "source" => source);
+            Self {
+                accepted: ids("accepted"),
+                generated: ids("generated"),
+                traceparent: ids("traceparent"),
+                rejected: counter!("rampart_request_ids_rejected_total"),
+            }
+        }
+
+        #[inline]
+        pub(crate) fn accepted(&self) {
+            self.accepted.increment(1);
+        }
+
+        #[inline]
+        pub(crate) fn generated(&self) {
+            self.generated.increment(1);
+        }
+
+        #[inline]
+        pub(crate) fn traceparent(&self) {
+            self.traceparent.increment(1);
+        }
+
+        pub(crate) fn rejected(&self) {
+            self.rejected.increment(1);
+        }
+    }
+
+    #[cfg(feature = "timeout")]
+    pub(crate) fn timeout_expired(side: &'static str) {
+        counter!("rampart_timeout_expired_total", "side" => side).increment(1);
+    }
+
+    #[cfg(feature = "timeout")]
+    pub(crate) fn timeout_budget_spent(side: &'static str) {
+        counter!("rampart_timeout_budget_spent_total", "side" => side).increment(1);
+    }
+
+    #[cfg(feature = "fan-out")]
+    pub(crate) fn fan_out_degraded(part: &'static str, status: &'static str) {
+        counter!("rampart_fan_out_degraded_total", "part" => part, "status" => status).increment(1);
+    }
+
+    #[cfg(feature = "fan-out")]
+    pub(crate) fn fan_out_failed(part: &'static str) {
+        counter!("rampart_fan_out_failed_total", "part" => part).increment(1);
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+mod disabled {
+    // The same calls as `enabled`, doing nothing.
+
+    macro_rules! noop {
+        (#[$cfg:meta] $ty:ident ($($new:ty),*) { $($method:ident($($arg:ty),*)),* $(,)? }) => {
+            #[$cfg]
+            #[derive(Clone, Debug)]
+            pub(crate) struct $ty;
+
+            #[$cfg]
+            impl $ty {
+                #[inline(always)]
+                pub(crate) fn new($(_: $new),*) -> Self {
+                    Self
+                }
+                $(
+                    #[inline(always)]
+                    pub(crate) fn $method(&self, $(_: $arg),*) {}
+                )*
+            }
+        };
+    }
+
+    noop!(#[cfg(feature = "rate-limit")] RateLimit (std::borrow::Cow<'static, str>) {
+        admitted(), delayed(), rejected(std::time::Duration)
+    });
+    noop!(#[cfg(feature = "circuit-breaker")] Breaker (std::borrow::Cow<'static, str>) {
+        success(), failure(), ignored(), rejected(), transition(&'static str, &'static str, f64)
+    });
+    noop!(#[cfg(feature = "request-id")] RequestIds () {
+        accepted(), generated(), traceparent(), rejected()
+    });
+
+    #[cfg(feature = "timeout")]
+    #[inline(always)]
+    pub(crate) fn timeout_expired(_: &'static str) {}
+    #[cfg(feature = "timeout")]
+    #[inline(always)]
+    pub(crate) fn timeout_budget_spent(_: &'static str) {}
+    #[cfg(feature = "fan-out")]
+    #[inline(always)]
+    pub(crate) fn fan_out_degraded(_: &'static str, _: &'static str) {}
+    #[cfg(feature = "fan-out")]
+    #[inline(always)]
+    pub(crate) fn fan_out_failed(_: &'static str) {}
+}
+
+// Unused only when no layer is compiled in.
+#[cfg(not(feature = "metrics"))]
+#[allow(unused_imports)]
+pub(crate) use disabled::*;
+#[cfg(feature = "metrics")]
+#[allow(unused_imports)]
+pub(crate) use enabled::*;

@@ -1,0 +1,216 @@
+//! Every metric the `metrics` module documents is emitted, with its labels, by driving each
+//! layer under a recording backend (`metrics-util`'s `DebuggingRecorder`, installed for this
+//! thread only).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_rampart::circuit_breaker::CircuitBreakerLayer;
+use tower_rampart::context::{self, Context};
+use tower_rampart::fan_out::{FanOut, Part};
+use tower_rampart::rate_limit::RateLimitLayer;
+use tower_rampart::request_id::SetRequestIdLayer;
+use tower_rampart::timeout::{Deadline, PropagateDeadlineLayer, TimeoutLayer};
+use tower_rampart::{BoxError, Rejection};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn answer(status: u16) -> Response<()> {
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    response
+}
+
+/// Drives every layer through the paths that emit each documented metric.
+async fn drive() {
+    // Rate limiter: one admitted, one rejected.
+    let limiter = RateLimitLayer::per_second(1)
+        .burst(1)
+        .policy_name("tiny")
+        .build()
+        .unwrap();
+    let svc = limiter.layer(service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(answer(200))
+    }));
+    assert!(svc.clone().oneshot(Request::new(())).await.is_ok());
+    assert!(svc.oneshot(Request::new(())).await.is_err());
+
+    // Breaker: a success, an ignored 429, a failure that trips it, then a rejection.
+    let breaker = CircuitBreakerLayer::builder()
+        .name("upstream")
+        .failure_threshold(1)
+        .build()
+        .unwrap();
+    let svc = breaker.layer(service_fn(|status: u16| async move {
+        Ok::<_, Infallible>(answer(status))
+    }));
+    for status in [200, 429, 500] {
+        svc.clone().oneshot(status).await.unwrap();
+    }
+    assert!(svc.oneshot(200).await.is_err());
+
+    // Timeout: a server call that runs out of time, one refused for a spent budget; the
+    // same on the client side.
+    let slow = service_fn(|_: Request<()>| async {
+        tokio::time::sleep(ms(500)).await;
+        Ok::<_, Infallible>(answer(200))
+    });
+    let server = TimeoutLayer::new(ms(100)).layer(slow);
+    assert!(server.clone().oneshot(Request::new(())).await.is_err());
+    let spent = Request::builder()
+        .header("x-request-timeout-ms", "0")
+        .body(())
+        .unwrap();
+    assert!(server.oneshot(spent).await.is_err());
+    let client = PropagateDeadlineLayer::new().layer(slow);
+    let short = Context::new().with_deadline(Deadline::after(ms(100)));
+    assert!(
+        context::scope(short, client.clone().oneshot(Request::new(())))
+            .await
+            .is_err()
+    );
+    let gone = Context::new().with_deadline(Deadline::after(Duration::ZERO));
+    assert!(
+        context::scope(gone, client.oneshot(Request::new(())))
+            .await
+            .is_err()
+    );
+
+    // Fan-out: a degraded optional part; then an essential failure.
+    let ok = service_fn(|n: u64| async move { Ok::<_, BoxError>(n) });
+    let down = service_fn(|_: u64| async { Err::<u64, BoxError>("down".into()) });
+    let fan = FanOut::builder(ms(1_000))
+        .part(Part::essential("core", ok))
+        .part(Part::optional("reviews", down))
+        .build()
+        .unwrap();
+    assert!(fan.call(&1).await.unwrap().is_degraded());
+    let fan = FanOut::builder(ms(1_000))
+        .part(Part::essential("core", down))
+        .build()
+        .unwrap();
+    assert!(matches!(fan.call(&1).await, Err(Rejection::PartFailed(_))));
+
+    // Request ids: accepted, generated, rejected (and replaced), from a traceparent.
+    let mut ids = SetRequestIdLayer::new()
+        .from_traceparent(true)
+        .layer(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(answer(200))
+        }));
+    for header in [
+        Some(("x-request-id", "ok-1")),
+        None,
+        Some(("x-request-id", "bad id")),
+        Some((
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )),
+    ] {
+        let mut req = Request::builder();
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        ids.ready()
+            .await
+            .unwrap()
+            .call(req.body(()).unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+#[test]
+fn every_documented_metric_is_emitted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(drive());
+    });
+    let seen: BTreeMap<String, DebugValue> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            (format!("{}{{{}}}", key.name(), labels.join(",")), value)
+        })
+        .collect();
+    let counter = |name: &str| match seen.get(name) {
+        Some(DebugValue::Counter(n)) => *n,
+        other => panic!(
+            "{name}: {other:?}\nseen: {:#?}",
+            seen.keys().collect::<Vec<_>>()
+        ),
+    };
+    assert_eq!(
+        counter("rampart_rate_limit_requests_total{outcome=admitted,policy=tiny}"),
+        1
+    );
+    assert_eq!(
+        counter("rampart_rate_limit_requests_total{outcome=rejected,policy=tiny}"),
+        1
+    );
+    assert!(matches!(
+        seen.get("rampart_rate_limit_retry_after_seconds{policy=tiny}"),
+        Some(DebugValue::Histogram(values)) if values.len() == 1
+    ));
+    assert_eq!(
+        counter("rampart_circuit_breaker_calls_total{breaker=upstream,outcome=success}"),
+        1
+    );
+    assert_eq!(
+        counter("rampart_circuit_breaker_calls_total{breaker=upstream,outcome=ignored}"),
+        1
+    );
+    assert_eq!(
+        counter("rampart_circuit_breaker_calls_total{breaker=upstream,outcome=failure}"),
+        1
+    );
+    assert_eq!(
+        counter("rampart_circuit_breaker_rejected_total{breaker=upstream}"),
+        1
+    );
+    assert_eq!(
+        counter("rampart_circuit_breaker_transitions_total{breaker=upstream,from=closed,to=open}"),
+        1
+    );
+    assert!(matches!(
+        seen.get("rampart_circuit_breaker_state{breaker=upstream}"),
+        Some(DebugValue::Gauge(level)) if level.0 == 2.0
+    ));
+    assert_eq!(counter("rampart_timeout_expired_total{side=server}"), 1);
+    assert_eq!(
+        counter("rampart_timeout_budget_spent_total{side=server}"),
+        1
+    );
+    assert_eq!(counter("rampart_timeout_expired_total{side=client}"), 1);
+    assert_eq!(
+        counter("rampart_timeout_budget_spent_total{side=client}"),
+        1
+    );
+    assert_eq!(
+        counter("rampart_fan_out_degraded_total{part=reviews,status=failed}"),
+        1
+    );
+    assert_eq!(counter("rampart_fan_out_failed_total{part=core}"), 1);
+    assert_eq!(counter("rampart_request_ids_total{source=accepted}"), 1);
+    assert_eq!(counter("rampart_request_ids_total{source=generated}"), 2);
+    assert_eq!(counter("rampart_request_ids_total{source=traceparent}"), 1);
+    assert_eq!(counter("rampart_request_ids_rejected_total{}"), 1);
+}
