@@ -100,6 +100,27 @@ async fn the_root_answers_and_every_answer_carries_a_request_id() {
 }
 
 #[tokio::test]
+async fn metrics_expose_every_layer_in_prometheus_text() {
+    let server = start(app::Config::default()).await;
+    server.get("/", &[]).await;
+    server.get("/slow", &[("x-request-timeout-ms", "50")]).await;
+    let metrics = server.get("/metrics", &[]).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    for name in [
+        "rampart_request_ids_total",
+        "rampart_rate_limit_requests_total",
+        "rampart_timeout_expired_total",
+        "rampart_circuit_breaker_state",
+    ] {
+        assert!(
+            metrics.body.contains(name),
+            "{name} missing:\n{}",
+            metrics.body
+        );
+    }
+}
+
+#[tokio::test]
 async fn slow_answers_504_at_the_limit_or_at_the_callers_budget() {
     let server = start(app::Config::default()).await;
     let limited = server.get("/slow", &[]).await;

@@ -9,13 +9,14 @@
 //! | `GET /flaky` | an upstream that always answers 500, behind a client circuit breaker: 502, then 503 + `Retry-After` without calling it |
 //! | `GET /product/{id}` | the seed's product page by fan-out: `"degraded":["reviews"]` after 300 ms |
 //! | `GET /health` | the breakers' states, outside the rate limit |
+//! | `GET /metrics` | every layer's metrics in the Prometheus text format, outside the rate limit |
 //!
-//! Every route but `/health` is limited to 50 requests per second per client IP, 20 at once.
+//! Every route but `/health` and `/metrics` is limited to 50 requests per second per client IP, 20 at once.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -23,7 +24,8 @@ use axum::body::Body;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{Request, StatusCode};
+use http::{Request, StatusCode, header};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_rampart::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use tower_rampart::fan_out::{FanOut, Outcome, Part, PartResult};
@@ -60,8 +62,21 @@ pub(crate) struct App {
     pub(crate) upstream_calls: Arc<AtomicU64>,
 }
 
+/// The process's Prometheus recorder, installed as the global `metrics` recorder the first
+/// time it is asked for: [`app`] asks before it builds any layer, so that the layers'
+/// counters register with it.
+pub(crate) fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .install_recorder()
+            .expect("no other global metrics recorder is installed")
+    })
+}
+
 /// Builds the app: request id → rejection mapping → timeout → per-client rate limit → routes.
 pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
+    let metrics = prometheus();
     let per_client = RateLimitLayer::per_second(50)
         .burst(20)
         .with_key(PeerIp)
@@ -96,10 +111,20 @@ pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
                 let state = health_breaker.state();
                 async move {
                     (
-                        [(http::header::CONTENT_TYPE, "application/json")],
+                        [(header::CONTENT_TYPE, "application/json")],
                         format!(r#"{{"status":"ok","breakers":{{"upstream":"{state}"}}}}"#),
                     )
                 }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                metrics.run_upkeep();
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    metrics.render(),
+                )
             }),
         )
         .layer(
