@@ -13,11 +13,8 @@
 mod poll;
 mod support;
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::measurement::WallTime;
@@ -43,94 +40,6 @@ fn bare() -> impl Service<u32, Response = u32, Error = BoxError, Future = Ready>
 }
 
 // --- the anchors ---------------------------------------------------------------------------
-
-/// failsafe's state machine as a Tower service: permission in `call`, verdict when the
-/// future completes. No boxing, one `Arc` clone per call (as failsafe's own futures do).
-struct Failsafe<S, P> {
-    inner: S,
-    breaker: failsafe::StateMachine<P, ()>,
-}
-
-impl<S: Clone, P> Clone for Failsafe<S, P> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            breaker: self.breaker.clone(),
-        }
-    }
-}
-
-impl<S, P> Service<u32> for Failsafe<S, P>
-where
-    S: Service<u32, Error = BoxError>,
-    P: failsafe::FailurePolicy,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = FailsafeFuture<S::Future, P>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: u32) -> Self::Future {
-        if self.breaker.is_call_permitted() {
-            FailsafeFuture {
-                inner: Some(self.inner.call(req)),
-                breaker: Some(self.breaker.clone()),
-            }
-        } else {
-            FailsafeFuture {
-                inner: None,
-                breaker: None,
-            }
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    struct FailsafeFuture<F, P> {
-        #[pin]
-        inner: Option<F>,
-        breaker: Option<failsafe::StateMachine<P, ()>>,
-    }
-}
-
-impl<F, T, P> Future for FailsafeFuture<F, P>
-where
-    F: Future<Output = Result<T, BoxError>>,
-    P: failsafe::FailurePolicy,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(Err("circuit open".into()));
-        };
-        let result = std::task::ready!(inner.poll(cx));
-        if let Some(breaker) = this.breaker.take() {
-            match &result {
-                Ok(_) => breaker.on_success(),
-                Err(_) => breaker.on_error(),
-            }
-        }
-        Poll::Ready(result)
-    }
-}
-
-fn failsafe_layer<S>(
-    inner: S,
-) -> Failsafe<S, impl failsafe::FailurePolicy + Send + Sync + 'static> {
-    let policy = failsafe::failure_policy::consecutive_failures(
-        5,
-        failsafe::backoff::constant(Duration::from_secs(3_600)),
-    );
-    Failsafe {
-        inner,
-        breaker: failsafe::Config::new().failure_policy(policy).build(),
-    }
-}
 
 fn resilience_layer() -> tower_resilience_circuitbreaker::CircuitBreakerLayer {
     tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
@@ -219,7 +128,12 @@ fn closed(c: &mut Criterion) {
         1,
         rampart_time_window().layer(bare()),
     );
-    run(&mut group, "failsafe_adapter", 1, failsafe_layer(bare()));
+    run(
+        &mut group,
+        "failsafe_adapter",
+        1,
+        support::failsafe_layer(bare()),
+    );
     let mut resilience = resilience_layer().layer(bare());
     group.bench_function("tower_resilience", |b| {
         b.iter(|| black_box(spin_on(resilience.call(black_box(1)))))
@@ -234,7 +148,7 @@ fn open(c: &mut Criterion) {
     let mut svc = rampart_default().layer(bare());
     trip(&mut svc);
     run(&mut group, "rampart_layer", 1, svc);
-    let mut svc = failsafe_layer(bare());
+    let mut svc = support::failsafe_layer(bare());
     trip(&mut svc);
     run(&mut group, "failsafe_adapter", 1, svc);
     let mut resilience = resilience_layer().layer(bare());
@@ -324,7 +238,11 @@ fn contention(c: &mut Criterion) {
         "rampart_layer_time_window",
         rampart_time_window().layer(bare()),
     );
-    share(&mut group, "failsafe_adapter", failsafe_layer(bare()));
+    share(
+        &mut group,
+        "failsafe_adapter",
+        support::failsafe_layer(bare()),
+    );
     share(
         &mut group,
         "tower_resilience",

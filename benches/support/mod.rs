@@ -1,5 +1,6 @@
 //! Helpers shared by the benches: 2-thread timing for `iter_custom`, polling a future to
-//! completion without a runtime, and the HTTP baseline service.
+//! completion without a runtime, the HTTP baseline service, and failsafe's breaker behind a
+//! Tower adapter.
 
 // Each bench uses some of these; `iter_custom` times itself with the wall clock, which the
 // crate's clock ban is not about.
@@ -7,10 +8,13 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Waker};
+
 use std::time::{Duration, Instant as StdInstant};
+use tower::Service;
+use tower_rampart::BoxError;
 
 /// Runs `per_thread(iters / 2)` on 2 OS threads released together; returns the slower
 /// thread's time, so that `iters` calls took that long in all.
@@ -59,4 +63,94 @@ pub(crate) fn http_bare() -> impl tower::Service<
     Future = std::future::Ready<Result<http::Response<()>, Infallible>>,
 > + Clone {
     tower::service_fn(|_: http::Request<()>| std::future::ready(Ok(http::Response::new(()))))
+}
+
+/// failsafe's state machine as a Tower service: permission in `call`, verdict when the
+/// future completes. No boxing, one `Arc` clone per call (as failsafe's own futures do).
+pub(crate) struct Failsafe<S, P> {
+    inner: S,
+    breaker: failsafe::StateMachine<P, ()>,
+}
+
+impl<S: Clone, P> Clone for Failsafe<S, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            breaker: self.breaker.clone(),
+        }
+    }
+}
+
+impl<S, P, Req> Service<Req> for Failsafe<S, P>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    P: failsafe::FailurePolicy,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = FailsafeFuture<S::Future, P>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        if self.breaker.is_call_permitted() {
+            FailsafeFuture {
+                inner: Some(self.inner.call(req)),
+                breaker: Some(self.breaker.clone()),
+            }
+        } else {
+            FailsafeFuture {
+                inner: None,
+                breaker: None,
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub(crate) struct FailsafeFuture<F, P> {
+        #[pin]
+        inner: Option<F>,
+        breaker: Option<failsafe::StateMachine<P, ()>>,
+    }
+}
+
+impl<F, T, E, P> Future for FailsafeFuture<F, P>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    P: failsafe::FailurePolicy,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Err("circuit open".into()));
+        };
+        let result = std::task::ready!(inner.poll(cx)).map_err(Into::into);
+        if let Some(breaker) = this.breaker.take() {
+            match &result {
+                Ok(_) => breaker.on_success(),
+                Err(_) => breaker.on_error(),
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+pub(crate) fn failsafe_layer<S>(
+    inner: S,
+) -> Failsafe<S, impl failsafe::FailurePolicy + Send + Sync + 'static> {
+    let policy = failsafe::failure_policy::consecutive_failures(
+        5,
+        failsafe::backoff::constant(Duration::from_secs(3_600)),
+    );
+    Failsafe {
+        inner,
+        breaker: failsafe::Config::new().failure_policy(policy).build(),
+    }
 }

@@ -1,0 +1,128 @@
+//! The whole stack a server runs (request id + rejection mapping + timeout + rate limit +
+//! circuit breaker) against the leanest stack of the anchors that does the same (tower-http
+//! `SetRequestId` + `PropagateRequestId`, tower's `Timeout`, tower_governor, failsafe behind
+//! a small adapter), over the same handler, in the same groups. Requests carry a `host`
+//! header (and an `x-request-id`, in the first group) and the handler answers with a
+//! `content-type`, as hyper and axum hand them over. Neither limiter nor breaker ever says
+//! no here: what is measured is the price of the happy path.
+//!
+//! Run with: cargo bench --bench stack
+
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+#[path = "../tests/support/poll.rs"]
+mod poll;
+mod support;
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use http::{HeaderValue, Request, Response, header};
+use tower::{Service, ServiceBuilder, service_fn};
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::GlobalKeyExtractor;
+use tower_rampart::ServiceBuilderExt;
+use tower_rampart::circuit_breaker::CircuitBreakerLayer;
+use tower_rampart::rate_limit::RateLimitLayer;
+use tower_rampart::request_id::SetRequestIdLayer;
+use tower_rampart::timeout::TimeoutLayer;
+
+use poll::ready_now;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// The handler: an empty `200` with a `content-type`.
+fn handler() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+    service_fn(|_: Request<Body>| {
+        let mut response = Response::new(Body::empty());
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        std::future::ready(Ok::<_, Infallible>(response))
+    })
+}
+
+fn rampart() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> {
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new())
+        .rejection_response()
+        .deadline(TimeoutLayer::new(LIMIT))
+        .token_bucket(
+            RateLimitLayer::per_second(1_000_000_000)
+                .burst(1_000_000_000)
+                .build()
+                .unwrap(),
+        )
+        .circuit_breaker(CircuitBreakerLayer::builder().build().unwrap())
+        .service(handler())
+}
+
+fn anchors() -> impl Service<Request<Body>, Response = Response<Body>, Error = tower::BoxError> {
+    let governor = GovernorConfigBuilder::default()
+        .key_extractor(GlobalKeyExtractor)
+        .per_nanosecond(1)
+        .burst_size(u32::MAX)
+        .finish()
+        .unwrap();
+    ServiceBuilder::new()
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower::timeout::TimeoutLayer::new(LIMIT))
+        .layer(GovernorLayer {
+            config: Arc::new(governor),
+        })
+        .layer_fn(support::failsafe_layer)
+        .service(handler())
+}
+
+fn request(with_id: bool) -> Request<Body> {
+    let mut req = Request::new(Body::empty());
+    req.headers_mut()
+        .insert(header::HOST, HeaderValue::from_static("example.com"));
+    if with_id {
+        req.headers_mut().insert(
+            "x-request-id",
+            HeaderValue::from_static("0193a5c2-7f3e-7b4c-9d2a-5f1e8c3b6a70"),
+        );
+    }
+    req
+}
+
+fn run<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S, with_id: bool)
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Error: std::fmt::Debug,
+{
+    group.bench_function(name, |b| {
+        b.iter(|| black_box(ready_now(svc.call(request(with_id))).unwrap()))
+    });
+}
+
+fn stack(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    for (group_name, with_id) in [("stack/incoming_id", true), ("stack/generated_id", false)] {
+        let mut group = c.benchmark_group(group_name);
+        group.throughput(Throughput::Elements(1));
+        run(&mut group, "baseline", handler(), with_id);
+        run(&mut group, "rampart", rampart(), with_id);
+        run(&mut group, "anchors", anchors(), with_id);
+        group.finish();
+    }
+}
+
+criterion_group!(benches, stack);
+criterion_main!(benches);
