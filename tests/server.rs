@@ -192,6 +192,32 @@ async fn flaky_fails_502_then_the_breaker_answers_503_without_calling() {
 }
 
 #[tokio::test]
+async fn flakys_breaker_closes_once_the_upstream_recovers() {
+    let server = start(app::Config {
+        flaky_open_for: Duration::from_millis(300),
+        upstream_recovers_after: Some(5),
+        ..app::Config::default()
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            server.get("/flaky", &[]).await.status,
+            StatusCode::BAD_GATEWAY
+        );
+    }
+    assert_eq!(
+        server.get("/flaky", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The probe finds the upstream healthy: the breaker closes and calls flow again.
+    assert_eq!(server.get("/flaky", &[]).await.status, StatusCode::OK);
+    assert_eq!(server.app.flaky_breaker.state(), CircuitState::Closed);
+    assert_eq!(server.get("/flaky", &[]).await.status, StatusCode::OK);
+    assert_eq!(server.app.upstream_calls.load(Ordering::SeqCst), 7);
+}
+
+#[tokio::test]
 async fn the_product_page_degrades_reviews_at_their_budget() {
     let server = start(app::Config::default()).await;
     let page = server.get("/product/7", &[]).await;

@@ -41,6 +41,8 @@ pub(crate) struct Config {
     pub(crate) request_timeout: Duration,
     /// How long `/flaky`'s breaker stays open before it probes the upstream. Default: 10 s.
     pub(crate) flaky_open_for: Duration,
+    /// After how many calls `/flaky`'s upstream recovers and answers 200. Default: never.
+    pub(crate) upstream_recovers_after: Option<u64>,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
         Self {
             request_timeout: Duration::from_secs(1),
             flaky_open_for: Duration::from_secs(10),
+            upstream_recovers_after: None,
         }
     }
 }
@@ -94,7 +97,11 @@ pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
         .route("/", get(|| async { "tower-rampart example server\n" }))
         .route("/slow", get(slow))
         .route("/budget", get(budget))
-        .merge(flaky(breaker, upstream_calls.clone()))
+        .merge(flaky(
+            breaker,
+            upstream_calls.clone(),
+            config.upstream_recovers_after,
+        ))
         .merge(product_page()?)
         // The limiter's 429s become responses here, inside the route.
         .layer(
@@ -156,15 +163,26 @@ async fn budget(deadline: Deadline) -> String {
     format!("{} ms left\n", deadline.remaining().as_millis())
 }
 
-/// `/flaky`: calls an upstream that always fails through a client stack with a circuit
-/// breaker (5 failures in a row open it). An upstream 5xx is answered 502; once the breaker
-/// is open, the breaker's rejection is answered 503 with `Retry-After`, at once.
-fn flaky(breaker: CircuitBreakerLayer, calls: Arc<AtomicU64>) -> Router {
+/// `/flaky`: calls an upstream that fails (always, or for its first `recovers_after` calls)
+/// through a client stack with a circuit breaker (5 failures in a row open it). An upstream
+/// 5xx is answered 502; once the breaker is open, the breaker's rejection is answered 503
+/// with `Retry-After`, at once.
+fn flaky(
+    breaker: CircuitBreakerLayer,
+    calls: Arc<AtomicU64>,
+    recovers_after: Option<u64>,
+) -> Router {
     let upstream = tower::service_fn(move |_: Request<Body>| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        async {
-            let mut response = Response::new(Body::from("upstream failed\n"));
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        let call = calls.fetch_add(1, Ordering::SeqCst);
+        let healthy = recovers_after.is_some_and(|n| call >= n);
+        async move {
+            let (status, body) = if healthy {
+                (StatusCode::OK, "upstream answered\n")
+            } else {
+                (StatusCode::INTERNAL_SERVER_ERROR, "upstream failed\n")
+            };
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = status;
             Ok::<_, Infallible>(response)
         }
     });
