@@ -6,16 +6,17 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_rampart::circuit_breaker::CircuitBreakerLayer;
 use tower_rampart::context::{self, Context};
 use tower_rampart::fan_out::{FanOut, Part};
+use tower_rampart::metrics::HttpMetricsLayer;
 use tower_rampart::rate_limit::RateLimitLayer;
 use tower_rampart::request_id::SetRequestIdLayer;
 use tower_rampart::timeout::{Deadline, PropagateDeadlineLayer, TimeoutLayer};
-use tower_rampart::{BoxError, Rejection};
+use tower_rampart::{BoxError, Rejection, ServiceBuilderExt};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -96,6 +97,24 @@ async fn drive() {
         .build()
         .unwrap();
     assert!(matches!(fan.call(&1).await, Err(Rejection::PartFailed(_))));
+
+    // HTTP requests: a 200 and a 504 through the request metrics, by method and class.
+    let timed = ServiceBuilder::new()
+        .layer(HttpMetricsLayer::new())
+        .rejection_response()
+        .layer(TimeoutLayer::new(ms(100)))
+        .service_fn(|req: Request<()>| async move {
+            if req.method() == Method::POST {
+                tokio::time::sleep(ms(500)).await;
+            }
+            Ok::<_, Infallible>(Response::new(axum::body::Body::empty()))
+        });
+    timed.clone().oneshot(Request::new(())).await.unwrap();
+    let post = Request::post("/").body(()).unwrap();
+    assert_eq!(
+        timed.oneshot(post).await.unwrap().status(),
+        StatusCode::GATEWAY_TIMEOUT
+    );
 
     // Request ids: accepted, generated, rejected (and replaced), from a traceparent.
     let mut ids = SetRequestIdLayer::new()
@@ -194,7 +213,8 @@ fn every_documented_metric_is_emitted() {
         seen.get("rampart_circuit_breaker_state{breaker=upstream}"),
         Some(DebugValue::Gauge(level)) if level.0 == 2.0
     ));
-    assert_eq!(counter("rampart_timeout_expired_total{side=server}"), 1);
+    // Two: the timeout's own case, and the HTTP metrics case's 504.
+    assert_eq!(counter("rampart_timeout_expired_total{side=server}"), 2);
     assert_eq!(
         counter("rampart_timeout_budget_spent_total{side=server}"),
         1
@@ -213,4 +233,16 @@ fn every_documented_metric_is_emitted() {
     assert_eq!(counter("rampart_request_ids_total{source=generated}"), 2);
     assert_eq!(counter("rampart_request_ids_total{source=traceparent}"), 1);
     assert_eq!(counter("rampart_request_ids_rejected_total{}"), 1);
+    assert_eq!(
+        counter("rampart_http_requests_total{method=GET,status=2xx}"),
+        1
+    );
+    assert_eq!(
+        counter("rampart_http_requests_total{method=POST,status=5xx}"),
+        1
+    );
+    assert!(matches!(
+        seen.get("rampart_http_request_duration_seconds{method=POST,status=5xx}"),
+        Some(DebugValue::Histogram(values)) if values.len() == 1 && values[0].0 == 0.1
+    ));
 }

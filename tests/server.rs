@@ -111,6 +111,8 @@ async fn metrics_expose_every_layer_in_prometheus_text() {
         "rampart_rate_limit_requests_total",
         "rampart_timeout_expired_total",
         "rampart_circuit_breaker_state",
+        "rampart_http_requests_total{method=\"GET\",status=\"5xx\"}",
+        "rampart_http_request_duration_seconds",
     ] {
         assert!(
             metrics.body.contains(name),

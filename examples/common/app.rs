@@ -29,6 +29,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_rampart::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use tower_rampart::fan_out::{FanOut, Outcome, Part, PartResult};
+use tower_rampart::metrics::HttpMetricsLayer;
 use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
 use tower_rampart::request_id::SetRequestIdLayer;
 use tower_rampart::timeout::{Deadline, TimeoutLayer};
@@ -77,7 +78,8 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-/// Builds the app: request id → rejection mapping → timeout → per-client rate limit → routes.
+/// Builds the app: request id → metrics → rejection mapping → timeout → per-client rate
+/// limit → routes.
 pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
     let metrics = prometheus();
     let per_client = RateLimitLayer::per_second(50)
@@ -139,6 +141,8 @@ pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
                 // Outermost: accept or generate `x-request-id`, echo it on every response,
                 // rejections included.
                 .layer(SetRequestIdLayer::new())
+                // Requests and durations by method and status class, rejections included.
+                .layer(HttpMetricsLayer::new())
                 // Rejections from the layers below become 429/503/504/502 responses.
                 .rejection_response()
                 // 1 s per request, or less if the caller sends `grpc-timeout` or

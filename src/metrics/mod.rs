@@ -21,6 +21,8 @@
 //! | `rampart_fan_out_failed_total` | counter | `part` | an essential part failed the fan-out |
 //! | `rampart_request_ids_total` | counter | `source` = `accepted` / `generated` / `traceparent` | every request |
 //! | `rampart_request_ids_rejected_total` | counter | | an incoming id failed the rules (and was replaced) |
+//! | `rampart_http_requests_total` | counter | `method`, `status` (`2xx`…`5xx`, `error`) | every request through an [`HttpMetricsLayer`] |
+//! | `rampart_http_request_duration_seconds` | histogram | `method`, `status` | the same, time to the response head |
 //!
 //! Per-key breakers share their breaker's name; no label carries a rate-limit key or a
 //! client address, so the number of series stays bounded.
@@ -249,3 +251,10 @@ pub(crate) use disabled::*;
 #[cfg(feature = "metrics")]
 #[allow(unused_imports)]
 pub(crate) use enabled::*;
+
+#[cfg(all(feature = "metrics", feature = "http"))]
+mod http_layer;
+
+#[cfg(all(feature = "metrics", feature = "http"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "metrics", feature = "http"))))]
+pub use http_layer::{HttpMetrics, HttpMetricsLayer, ResponseFuture};
