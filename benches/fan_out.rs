@@ -55,6 +55,22 @@ fn three_parts(c: &mut Criterion) {
         })
     });
 
+    // What a hand-written fan-out needs for per-part deadlines: a timeout around each call.
+    group.bench_function("tokio_join_with_timeouts", |bench| {
+        bench.iter(|| {
+            let n = black_box(7u64);
+            let limit = Duration::from_millis(300);
+            let (x, y, z) = ready_now(async {
+                tokio::join!(
+                    tokio::time::timeout(Duration::from_secs(1), a.clone().oneshot(n)),
+                    tokio::time::timeout(limit, b.clone().oneshot(n)),
+                    tokio::time::timeout(limit, c3.clone().oneshot(n))
+                )
+            });
+            black_box((x.is_ok(), y.is_ok(), z.is_ok()))
+        })
+    });
+
     type Boxed = Pin<Box<dyn Future<Output = Result<u64, Infallible>> + Send>>;
     group.bench_function("join_all_boxed", |bench| {
         bench.iter(|| {

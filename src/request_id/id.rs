@@ -188,6 +188,17 @@ const DEFAULT_ALLOWED: [u64; 4] = {
     allowed
 };
 
+/// The default charset, one byte per value: 1 if allowed.
+static DEFAULT_TABLE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0u8;
+    while b < 128 {
+        table[b as usize] = default_charset(b) as u8;
+        b += 1;
+    }
+    table
+};
+
 /// Letters, digits and `-_.:~`, without a branch.
 #[inline]
 const fn default_charset(b: u8) -> bool {
@@ -224,10 +235,12 @@ impl Rules {
             return false;
         }
         if self.allowed == DEFAULT_ALLOWED {
-            // The default charset as plain comparisons: fewer instructions per byte than
-            // the bitmap's load and shift (measured with callgrind: 242 against 315 for a
-            // 36-byte UUID).
-            bytes.iter().fold(true, |ok, &b| ok & default_charset(b))
+            // The default charset from a byte table: a load and an `and` per byte
+            // (callgrind, a 36-byte UUID: fewer instructions than comparisons or the bitmap).
+            bytes
+                .iter()
+                .fold(1, |ok, &b| ok & DEFAULT_TABLE[usize::from(b)])
+                == 1
         } else {
             bytes.iter().fold(1, |ok, &b| ok & self.bit(b)) == 1
         }
@@ -280,6 +293,7 @@ mod tests {
             let expected = b.is_ascii_alphanumeric() || b"-_.:~".contains(&b);
             assert_eq!(default_charset(b), expected, "{b}");
             assert_eq!(Rules::default().bit(b) == 1, expected, "{b}");
+            assert_eq!(DEFAULT_TABLE[usize::from(b)] == 1, expected, "{b}");
         }
         // Other rules take the bitmap path.
         let dashes = Rules::default().extra_chars("-").unwrap();
