@@ -315,30 +315,8 @@ fn allocations_per_request() {
             .body(())
             .unwrap()))
     }
-    fn per_request<S>(mut svc: S, make: &dyn Fn() -> Request<()>) -> f64
-    where
-        S: Service<Request<()>, Response = http::Response<()>, Error = std::convert::Infallible>,
-    {
-        let requests: Vec<_> = (0..100).map(|_| make()).collect();
-        // One call first, so that one-time set-up (thread-locals, the RNG) is not counted.
-        drop(support::ready_now(svc.call(make())));
-        // Counted without a subscriber: the binary's global one (see `logs`) would add the
-        // span's own allocations.
-        let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-        let (responses, allocations) = support::alloc::count(|| {
-            requests
-                .into_iter()
-                .map(|req| support::ready_now(svc.call(req)).unwrap())
-                .collect::<Vec<_>>()
-        });
-        drop(responses);
-        allocations as f64 / 100.0
-    }
     // As hyper hands them over: a `host` header, and values that share the read buffer.
-    let shared = |text: &str| {
-        let mut buf = bytes::BytesMut::from(text.as_bytes());
-        http::HeaderValue::from_maybe_shared(buf.split().freeze()).unwrap()
-    };
+    let shared = support::shared_header;
     let plain = || {
         let mut req = Request::new(());
         req.headers_mut().insert("host", shared("example.com"));
@@ -356,8 +334,10 @@ fn allocations_per_request() {
             .layer(SetRequestIdLayer::new())
             .service_fn(respond)
     };
-    let kept = per_request(with_ids(), &incoming) - per_request(bare(), &incoming);
-    let generated = per_request(with_ids(), &plain) - per_request(bare(), &plain);
+    let kept = support::allocations_per_request(with_ids(), &incoming)
+        - support::allocations_per_request(bare(), &incoming);
+    let generated = support::allocations_per_request(with_ids(), &plain)
+        - support::allocations_per_request(bare(), &plain);
     println!("allocations added per request: incoming {kept}, generated {generated}");
     // Issue 6's budget is 2. A kept id shares the caller's header value: nothing is copied.
     // A generated one is allocated once and shared by the request header, the context and

@@ -57,6 +57,16 @@ struct Answer {
 }
 
 impl Running {
+    /// Five calls to `/flaky`, each a 502: enough to open its breaker.
+    async fn fail_flaky_five_times(&self) {
+        for _ in 0..5 {
+            assert_eq!(
+                self.get("/flaky", &[]).await.status,
+                StatusCode::BAD_GATEWAY
+            );
+        }
+    }
+
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
         let mut req = Request::get(format!("http://{}{path}", self.addr));
         for (name, value) in headers {
@@ -160,12 +170,7 @@ async fn flaky_fails_502_then_the_breaker_answers_503_without_calling() {
         ..app::Config::default()
     })
     .await;
-    for _ in 0..5 {
-        assert_eq!(
-            server.get("/flaky", &[]).await.status,
-            StatusCode::BAD_GATEWAY
-        );
-    }
+    server.fail_flaky_five_times().await;
     assert_eq!(server.app.upstream_calls.load(Ordering::SeqCst), 5);
     let open = server.get("/flaky", &[]).await;
     assert_eq!(open.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -201,12 +206,7 @@ async fn flakys_breaker_closes_once_the_upstream_recovers() {
         ..app::Config::default()
     })
     .await;
-    for _ in 0..5 {
-        assert_eq!(
-            server.get("/flaky", &[]).await.status,
-            StatusCode::BAD_GATEWAY
-        );
-    }
+    server.fail_flaky_five_times().await;
     assert_eq!(
         server.get("/flaky", &[]).await.status,
         StatusCode::SERVICE_UNAVAILABLE

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, header};
-use tower::{Service, ServiceBuilder, service_fn};
+use tower::{ServiceBuilder, service_fn};
 use tower_rampart::ServiceBuilderExt;
 use tower_rampart::circuit_breaker::CircuitBreakerLayer;
 use tower_rampart::rate_limit::RateLimitLayer;
@@ -22,24 +22,6 @@ fn respond(_: Request<()>) -> std::future::Ready<Result<Response<Body>, Infallib
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     std::future::ready(Ok(response))
-}
-
-/// Allocations per request made by `svc`, after one warm-up call.
-fn per_request<S>(mut svc: S, make: &dyn Fn() -> Request<()>) -> f64
-where
-    S: Service<Request<()>, Response = Response<Body>, Error = Infallible>,
-{
-    drop(support::ready_now(svc.call(make())));
-    let requests: Vec<_> = (0..100).map(|_| make()).collect();
-    let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-    let (responses, allocations) = support::alloc::count(|| {
-        requests
-            .into_iter()
-            .map(|req| support::ready_now(svc.call(req)).unwrap())
-            .collect::<Vec<_>>()
-    });
-    drop(responses);
-    allocations as f64 / 100.0
 }
 
 #[test]
@@ -64,10 +46,7 @@ fn the_whole_stack_adds_at_most_two_allocations_per_request() {
             .service_fn(respond)
     };
     // As hyper hands them over: a `host` header, and values that share the read buffer.
-    let shared = |text: &str| {
-        let mut buf = bytes::BytesMut::from(text.as_bytes());
-        HeaderValue::from_maybe_shared(buf.split().freeze()).unwrap()
-    };
+    let shared = support::shared_header;
     let plain = || {
         let mut req = Request::new(());
         req.headers_mut()
@@ -80,8 +59,10 @@ fn the_whole_stack_adds_at_most_two_allocations_per_request() {
         req
     };
     let bare = || service_fn(respond);
-    let kept = per_request(stack(), &with_id) - per_request(bare(), &with_id);
-    let generated = per_request(stack(), &plain) - per_request(bare(), &plain);
+    let kept = support::allocations_per_request(stack(), &with_id)
+        - support::allocations_per_request(bare(), &with_id);
+    let generated = support::allocations_per_request(stack(), &plain)
+        - support::allocations_per_request(bare(), &plain);
     println!("allocations added per request: incoming id {kept}, generated id {generated}");
     // Exact, to catch a regression long before the budget of 2 is reached.
     assert_eq!(kept, 0.0, "incoming id");

@@ -161,3 +161,31 @@ pub fn capture_events<R>(f: impl FnOnce() -> R) -> (R, Vec<(tracing::Level, Stri
     let captured = events.lock().unwrap().clone();
     (out, captured)
 }
+
+/// A header value as hyper hands one over: a slice of a shared read buffer, so cloning it
+/// copies nothing.
+pub fn shared_header(text: &str) -> http::HeaderValue {
+    let mut buf = bytes::BytesMut::from(text.as_bytes());
+    http::HeaderValue::from_maybe_shared(buf.split().freeze()).unwrap()
+}
+
+/// Heap allocations per request made by `svc` answering 100 requests from `make` (each
+/// ready at once), after one warm-up call (so one-time set-up, such as thread-locals or an
+/// RNG, is not counted), without a tracing subscriber (a test binary's global one would add
+/// the spans' own allocations).
+pub fn allocations_per_request<S>(mut svc: S, make: &dyn Fn() -> Request<()>) -> f64
+where
+    S: Service<Request<()>, Error = Infallible>,
+{
+    drop(ready_now(svc.call(make())));
+    let requests: Vec<_> = (0..100).map(|_| make()).collect();
+    let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+    let (responses, allocations) = alloc::count(|| {
+        requests
+            .into_iter()
+            .map(|req| ready_now(svc.call(req)).unwrap())
+            .collect::<Vec<_>>()
+    });
+    drop(responses);
+    allocations as f64 / 100.0
+}
