@@ -92,8 +92,13 @@ async fn drive() {
         .build()
         .unwrap();
     assert!(fan.call(&1).await.unwrap().is_degraded());
+    let slow = service_fn(|n: u64| async move {
+        tokio::time::sleep(ms(500)).await;
+        Ok::<_, BoxError>(n)
+    });
     let fan = FanOut::builder(ms(1_000))
         .part(Part::essential("core", down))
+        .part(Part::optional("slow", slow))
         .build()
         .unwrap();
     assert!(matches!(fan.call(&1).await, Err(Rejection::PartFailed(_))));
@@ -229,6 +234,10 @@ fn every_documented_metric_is_emitted() {
         1
     );
     assert_eq!(counter("rampart_fan_out_failed_total{part=core}"), 1);
+    assert_eq!(
+        counter("rampart_fan_out_degraded_total{part=slow,status=cancelled}"),
+        1
+    );
     assert_eq!(counter("rampart_request_ids_total{source=accepted}"), 1);
     assert_eq!(counter("rampart_request_ids_total{source=generated}"), 2);
     assert_eq!(counter("rampart_request_ids_total{source=traceparent}"), 1);

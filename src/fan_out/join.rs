@@ -149,10 +149,16 @@ where
     fn cancel(self: Pin<&mut Self>) {
         let mut this = self.project();
         if let StateProj::Running { .. } = this.state.as_mut().project() {
-            tracing::debug!(part = *this.name, "fan-out part cancelled");
+            let status = Status::Cancelled;
+            crate::metrics::fan_out_degraded(this.name, status.as_str());
+            tracing::debug!(
+                part = *this.name,
+                status = status.as_str(),
+                "fan-out part cancelled"
+            );
             this.state.set(TaskState::Done {
                 result: None,
-                status: Status::Cancelled,
+                status,
                 fallback: false,
             });
         }

@@ -17,7 +17,7 @@
 //! | `rampart_circuit_breaker_state` | gauge | `breaker` | 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled |
 //! | `rampart_timeout_expired_total` | counter | `side` = `server` / `client` | a deadline passed during a call |
 //! | `rampart_timeout_budget_spent_total` | counter | `side` = `server` / `client` | a call refused before it started: no budget left |
-//! | `rampart_fan_out_degraded_total` | counter | `part`, `status` | a part did not answer |
+//! | `rampart_fan_out_degraded_total` | counter | `part`, `status` (`timed_out`, `rejected`, `failed`, `cancelled`) | a part did not answer, or was dropped when an essential part failed |
 //! | `rampart_fan_out_failed_total` | counter | `part` | an essential part failed the fan-out |
 //! | `rampart_request_ids_total` | counter | `source` = `accepted` / `generated` / `traceparent` | every request |
 //! | `rampart_request_ids_rejected_total` | counter | | an incoming id failed the rules (and was replaced) |
