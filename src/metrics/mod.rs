@@ -24,8 +24,9 @@
 //! | `rampart_http_requests_total` | counter | `method`, `status` (`2xx`…`5xx`, `error`) | every request through an [`HttpMetricsLayer`] |
 //! | `rampart_http_request_duration_seconds` | histogram | `method`, `status` | the same, time to the response head |
 //!
-//! Per-key breakers share their breaker's name; no label carries a rate-limit key or a
-//! client address, so the number of series stays bounded.
+//! A per-key breaker is labelled `name[key]` (for example `upstream[10.0.0.7:80]`), so its
+//! series are bounded by the breaker's `max_keys` (default 1 024); no label carries a
+//! rate-limit key or a client address.
 
 #[cfg(feature = "metrics")]
 mod enabled {
