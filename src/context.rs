@@ -246,7 +246,8 @@ pub fn scope<F: Future>(ctx: Context, fut: F) -> Scoped<F> {
     }
 }
 
-/// Runs `fut` with `value` in scope (one slot, for the layers).
+/// Runs `fut` with `value` in scope (one slot, for the timeout and the fan-out).
+#[cfg(feature = "timeout")]
 #[inline]
 pub(crate) fn scoped<V: Slot, F>(value: V, fut: F) -> Scoped<F, V> {
     Scoped { value, inner: fut }
@@ -267,14 +268,6 @@ pin_project_lite::pin_project! {
         value: V,
         #[pin]
         inner: F,
-    }
-}
-
-impl<F, V> Scoped<F, V> {
-    /// The value this future puts in scope (not in scope while it is read here).
-    #[cfg(feature = "request-id")]
-    pub(crate) fn value_mut(self: Pin<&mut Self>) -> &mut V {
-        self.project().value
     }
 }
 

@@ -8,8 +8,7 @@ use std::task::{Context as TaskContext, Poll, ready};
 use http::{HeaderName, HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Instrument;
-use tracing::instrument::Instrumented;
+use tracing::Span;
 
 use crate::context;
 
@@ -251,17 +250,24 @@ where
             self.inner.call(req)
         };
         ResponseFuture {
-            inner: context::scoped(slot, inner.instrument(span)),
+            inner,
+            span,
+            id: slot,
             header: Some(layer.header.clone()),
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The inner call in the request's scope and span; sets the id on the response.
+    /// The inner call, polled in the request's span and scope; sets the id on the response.
+    /// (One future for both, rather than `Instrumented` inside `Scoped`: one projection and
+    /// one move fewer per poll.)
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: context::Scoped<Instrumented<F>, Option<RequestId>>,
+        inner: F,
+        span: Span,
+        // The id, put in scope around each poll, then moved onto the response.
+        id: Option<RequestId>,
         header: Option<HeaderName>,
     }
 }
@@ -279,10 +285,15 @@ where
     type Output = Result<Response<R>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let mut response = ready!(this.inner.as_mut().poll(cx))?;
-        // The scope is left: the id is back in the future, to be moved onto the response.
-        if let (Some(name), Some(id)) = (this.header.take(), this.inner.value_mut().take()) {
+        let this = self.project();
+        let answer = {
+            let _span = this.span.enter();
+            let _scope = context::enter(this.id);
+            this.inner.poll(cx)
+        };
+        let mut response = ready!(answer)?;
+        // The scope is left: the id is back in place, to be moved onto the response.
+        if let (Some(name), Some(id)) = (this.header.take(), this.id.take()) {
             response.headers_mut().insert(name, id.into_header_value());
         }
         Poll::Ready(Ok(response))
