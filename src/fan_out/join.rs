@@ -14,9 +14,10 @@ use tracing::instrument::Instrumented;
 
 use super::outcome::{MAX_PARTS, Outcome, PartReport, PartResult, Status};
 use super::part::{Fallback, MapRequest, Part};
-use crate::error::{PartFailed, TimedOut};
+use crate::error::PartFailed;
 use crate::oneshot::Oneshot;
 use crate::timeout::Deadline;
+use crate::timeout::future::timed_out;
 use crate::{BoxError, Rejection, context};
 
 /// One part's call as it runs: readiness then the call, with the part's deadline in scope
@@ -51,11 +52,6 @@ impl<F, T, Fb> fmt::Debug for PartTask<F, T, Fb> {
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
-}
-
-/// The error of a part that ran out of `budget`.
-fn timed_out(budget: Duration) -> BoxError {
-    Box::new(Rejection::from(TimedOut::new(budget)))
 }
 
 /// What a part's error means for it.
@@ -120,7 +116,7 @@ where
                             fallback: false,
                         });
                         crate::metrics::fan_out_failed(this.name);
-                        let cause = err.unwrap_or_else(|| timed_out(*this.budget));
+                        let cause = err.unwrap_or_else(|| timed_out(*this.budget, None));
                         return Err(PartFailed::new(*this.name, cause));
                     }
                     None => match err {
@@ -189,7 +185,7 @@ where
         let (name, budget) = (self.name, self.budget);
         let cause: BoxError = match self.take() {
             PartResult::Rejected(err) | PartResult::Failed(err) => err,
-            _ => timed_out(budget),
+            _ => timed_out(budget, None),
         };
         PartFailed::new(name, cause)
     }

@@ -103,7 +103,8 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     }
 }
 
-fn timed_out(budget: Duration, status: Option<http::StatusCode>) -> BoxError {
+/// The error of a call whose `budget` ran out (also used by the fan-out's parts).
+pub(crate) fn timed_out(budget: Duration, status: Option<http::StatusCode>) -> BoxError {
     tracing::debug!(
         timeout.after_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
         "deadline elapsed"
