@@ -287,8 +287,9 @@ const TAG_SHIFT: u32 = 48;
 const MS: u64 = 1_000_000;
 
 const fn tagged(generation: u64, at_ns: u64) -> u64 {
-    // Truncated: a deadline may end up to 1 ms early, never late.
-    let ms = at_ns / MS;
+    // Rounded up: a deadline may end up to 1 ms late, never early, so an open breaker never
+    // admits a probe before its open time is over.
+    let ms = at_ns.div_ceil(MS);
     let ms = if ms > (1 << TAG_SHIFT) - 1 {
         (1 << TAG_SHIFT) - 1
     } else {

@@ -490,3 +490,22 @@ proptest! {
         }
     }
 }
+
+/// Regression: open times were truncated to the millisecond, so a breaker tripped at 1.5 ms
+/// and open for 10 s admitted its probe 0.5 ms before the 10 s were up.
+#[test]
+fn never_half_opens_before_the_open_time_is_over() {
+    let core = core(policy());
+    let tripped_at = 1_500_000;
+    trip(&core, tripped_at);
+    let reopens = tripped_at + 10 * SEC;
+    for early in [reopens - 500_000, reopens - 1] {
+        assert!(
+            matches!(admit(&core, early), Admission::Reject { retry_after } if retry_after > 0),
+            "admitted {} ns early",
+            reopens - early
+        );
+    }
+    // Rounded toward later: at most one millisecond late.
+    assert!(matches!(admit(&core, reopens + MS), Admission::Admit(_)));
+}
