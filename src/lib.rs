@@ -86,6 +86,8 @@ mod macros;
 #[cfg(any(feature = "circuit-breaker", feature = "fan-out"))]
 mod oneshot;
 mod sync;
+#[cfg(any(feature = "timeout", feature = "rate-limit", feature = "request-id"))]
+mod untrusted;
 
 pub mod builder;
 pub mod clock;

@@ -15,6 +15,9 @@ pub(crate) static DEFAULT_BUDGET_HEADER: HeaderName =
 /// Longest plain milliseconds value accepted: 10 digits (about 115 days).
 const MAX_MILLIS_DIGITS: usize = 10;
 
+/// Largest plain milliseconds value, the most [`millis_value`] writes.
+const MAX_MILLIS: u64 = 9_999_999_999;
+
 /// Parses a `grpc-timeout` value; `None` if it is not exactly 1 to 8 ASCII digits and a unit.
 pub(crate) fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
     let (&unit, digits) = value.split_last()?;
@@ -71,6 +74,13 @@ pub(crate) fn grpc_timeout_value(budget: Duration) -> HeaderValue {
         .expect("digits and a unit letter are a valid header value")
 }
 
+/// The plain milliseconds value for `budget`, rounded down and capped at what
+/// [`parse_millis`] reads back (10 digits): a budget of more than 115 days is sent as 115 days.
+pub(crate) fn millis_value(budget: Duration) -> HeaderValue {
+    let millis = u64::try_from(budget.as_millis()).map_or(MAX_MILLIS, |ms| ms.min(MAX_MILLIS));
+    HeaderValue::from(millis)
+}
+
 /// The budget a caller sent in `headers`: the smaller of a valid `grpc-timeout` (if `grpc`)
 /// and a valid `budget_header`. Invalid values are ignored with a DEBUG event.
 pub(crate) fn inbound_budget(
@@ -113,7 +123,7 @@ fn read(
 fn malformed(name: &HeaderName, value: &HeaderValue) {
     tracing::debug!(
         timeout.header = %name,
-        timeout.value = ?value,
+        timeout.value = %crate::untrusted::Untrusted(value.as_bytes()),
         "ignoring a malformed inbound budget"
     );
 }
@@ -184,6 +194,19 @@ mod tests {
             // Rounding down loses less than one unit of the chosen scale: under 1/10^5 of
             // the budget, since the finer scale (at most 1 000 times finer) overflowed 8 digits.
             prop_assert!(budget - parsed <= budget / 50_000 + Duration::from_nanos(1));
+        }
+
+        /// Regression: budgets over 115 days were written with 11 or more digits, which the
+        /// inbound parser refuses, so the next hop ran with no deadline at all.
+        #[test]
+        fn what_is_written_is_read_back(nanos in any::<u64>()) {
+            let budget = Duration::from_nanos(nanos);
+            let plain = millis_value(budget);
+            let parsed = parse_millis(plain.as_bytes());
+            prop_assert!(parsed.is_some(), "{:?} not read back", plain);
+            prop_assert!(parsed.unwrap() <= budget);
+            let grpc = grpc_timeout_value(budget);
+            prop_assert!(parse_grpc_timeout(grpc.as_bytes()).is_some());
         }
 
         #[test]

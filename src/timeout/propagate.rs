@@ -3,7 +3,7 @@
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -12,7 +12,10 @@ use crate::BoxError;
 
 use super::Deadline;
 use super::future::{ResponseFuture, Side};
-use super::inbound::{DEFAULT_BUDGET_HEADER, GRPC_TIMEOUT, grpc_timeout_value};
+use super::inbound::{DEFAULT_BUDGET_HEADER, GRPC_TIMEOUT, grpc_timeout_value, millis_value};
+
+/// The least budget worth sending: below it the call fails locally.
+const MIN_BUDGET: Duration = Duration::from_millis(1);
 
 /// For client stacks (a hyper-util client, a `reqwest`-like service): each outgoing request
 /// carries the remaining budget of the request being handled, and is held to it.
@@ -23,9 +26,11 @@ use super::inbound::{DEFAULT_BUDGET_HEADER, GRPC_TIMEOUT, grpc_timeout_value};
 ///
 /// 1. subtracts the safety margin (default 5 ms: the time the answer needs to travel back);
 /// 2. fails at once with [`Rejection::TimedOut`](crate::Rejection::TimedOut), **without
-///    sending**, if nothing is left;
-/// 3. otherwise sets `grpc-timeout` and `x-request-timeout-ms` to what is left and fails the
-///    call locally when that runs out.
+///    sending**, if less than a millisecond is left (the next hop could do nothing with it);
+/// 3. otherwise sets `grpc-timeout` and `x-request-timeout-ms` to what is left (both rounded
+///    down; the plain header is capped at 10 digits, about 115 days, so this crate's own
+///    inbound parser reads back whatever it writes) and fails the call locally when that runs
+///    out.
 ///
 /// Without a deadline, requests pass untouched and untimed.
 ///
@@ -169,7 +174,9 @@ where
             .instant()
             .saturating_duration_since(now)
             .saturating_sub(self.layer.margin);
-        if left.is_zero() {
+        // Under a millisecond the plain header would say 0 and the next hop would answer
+        // 504 without running: fail here, without a network round trip.
+        if left < MIN_BUDGET {
             tracing::debug!("request budget spent; outbound call not sent");
             return ResponseFuture::expired(left, None, Side::Client);
         }
@@ -178,8 +185,7 @@ where
             headers.insert(&GRPC_TIMEOUT, grpc_timeout_value(left));
         }
         if let Some(name) = &self.layer.header {
-            let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
-            headers.insert(name, HeaderValue::from(millis));
+            headers.insert(name, millis_value(left));
         }
         ResponseFuture::running(
             self.inner.call(req),
