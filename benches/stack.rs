@@ -54,7 +54,7 @@ fn rampart() -> impl Service<Request<Body>, Response = Response<Body>, Error = I
     ServiceBuilder::new()
         .layer(SetRequestIdLayer::new())
         .rejection_response()
-        .deadline(TimeoutLayer::new(LIMIT))
+        .deadline(TimeoutLayer::new(LIMIT).unwrap())
         .token_bucket(
             RateLimitLayer::per_second(1_000_000_000)
                 .burst(1_000_000_000)

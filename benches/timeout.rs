@@ -95,13 +95,14 @@ macro_rules! timeout_group {
         run(
             &mut group,
             "rampart_layer",
-            TimeoutLayer::new(LIMIT).layer($make()),
+            TimeoutLayer::new(LIMIT).unwrap().layer($make()),
             $drive,
         );
         run(
             &mut group,
             "rampart_layer_with_extension",
             TimeoutLayer::new(LIMIT)
+                .unwrap()
                 .request_extension(true)
                 .layer($make()),
             $drive,
@@ -109,7 +110,10 @@ macro_rules! timeout_group {
         run(
             &mut group,
             "rampart_layer_ignore_inbound",
-            TimeoutLayer::new(LIMIT).ignore_inbound().layer($make()),
+            TimeoutLayer::new(LIMIT)
+                .unwrap()
+                .ignore_inbound()
+                .layer($make()),
             $drive,
         );
         run(

@@ -41,7 +41,7 @@ fn with_stack() -> Result<Router, tower_rampart::ConfigError> {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new())
             .rejection_response()
-            .deadline(TimeoutLayer::new(Duration::from_secs(1)))
+            .deadline(TimeoutLayer::new(Duration::from_secs(1)).unwrap())
             .token_bucket(
                 RateLimitLayer::per_second(10_000_000)
                     .burst(1_000_000)

@@ -109,9 +109,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// let app: Router = Router::new().route("/", get(|| async { "ok" })).layer(
     ///     ServiceBuilder::new()
     ///         .rejection_response()
-    ///         .deadline(TimeoutLayer::new(Duration::from_secs(2))),
+    ///         .deadline(TimeoutLayer::new(Duration::from_secs(2))?),
     /// );
     /// # let _ = app;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
     #[cfg(feature = "timeout")]
     #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]

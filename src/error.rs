@@ -542,12 +542,24 @@ impl StdError for PartFailed {
 /// }
 /// # let _ = report;
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid `{field}`: {rule}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     field: &'static str,
     rule: &'static str,
+    part: Option<Cow<'static, str>>,
 }
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid `{}`", self.field)?;
+        if let Some(part) = &self.part {
+            write!(f, " of part `{part}`")?;
+        }
+        write!(f, ": {}", self.rule)
+    }
+}
+
+impl StdError for ConfigError {}
 
 // === impl ConfigError ===
 
@@ -555,7 +567,36 @@ impl ConfigError {
     // Constructed by the layers' builders; a build with none of them uses only the type.
     #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
     pub(crate) const fn new(field: &'static str, rule: &'static str) -> Self {
-        Self { field, rule }
+        Self {
+            field,
+            rule,
+            part: None,
+        }
+    }
+
+    /// The same error, said of the fan-out part `part`.
+    #[cfg(feature = "fan-out")]
+    pub(crate) fn of_part(mut self, part: Cow<'static, str>) -> Self {
+        self.part = Some(part);
+        self
+    }
+
+    /// The fan-out part whose setting is at fault, when it is one part's.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_rampart::fan_out::{FanOut, Part};
+    ///
+    /// let svc = tower::service_fn(|_: ()| async { Ok::<_, std::convert::Infallible>(()) });
+    /// let err = FanOut::builder(Duration::from_secs(1))
+    ///     .part(Part::essential("core", svc).timeout(Duration::ZERO))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.part(), Some("core"));
+    /// assert_eq!(err.to_string(), "invalid `timeout` of part `core`: must be more than zero");
+    /// ```
+    pub fn part(&self) -> Option<&str> {
+        self.part.as_deref()
     }
 
     /// The builder field at fault, as named by its setter.

@@ -29,7 +29,7 @@
 //!         ServiceBuilder::new()
 //!             .layer(SetRequestIdLayer::new()) // outermost: x-request-id on every response
 //!             .rejection_response() // rejections -> 429/503/504/502, stack is Infallible
-//!             .deadline(TimeoutLayer::new(std::time::Duration::from_secs(2))) // -> 504
+//!             .deadline(TimeoutLayer::new(std::time::Duration::from_secs(2))?) // -> 504
 //!             .token_bucket(RateLimitLayer::per_second(50).burst(20).with_key(PeerIp).build()?)
 //!             .circuit_breaker(CircuitBreakerLayer::builder().build()?), // 5xx x5 -> 503
 //!     );

@@ -365,3 +365,16 @@ async fn the_product_page_over_axum() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(body.contains(r#""part":"core""#), "{body}");
 }
+
+/// Regression: a part's invalid setting was reported without saying which part it was.
+#[test]
+fn a_part_config_error_names_the_part() {
+    let err = FanOut::builder(ms(500))
+        .part(Part::essential("core", after(ms(1), 1_u64)))
+        .part(Part::optional("reviews", after(ms(1), 2_u64)).timeout(Duration::ZERO))
+        .build()
+        .err()
+        .expect("a zero part timeout is refused");
+    assert_eq!((err.field(), err.part()), ("timeout", Some("reviews")));
+    assert!(err.to_string().contains("`reviews`"), "{err}");
+}

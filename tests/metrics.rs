@@ -62,7 +62,7 @@ async fn drive() {
         tokio::time::sleep(ms(500)).await;
         Ok::<_, Infallible>(answer(200))
     });
-    let server = TimeoutLayer::new(ms(100)).layer(slow);
+    let server = TimeoutLayer::new(ms(100)).unwrap().layer(slow);
     assert!(server.clone().oneshot(Request::new(())).await.is_err());
     let spent = Request::builder()
         .header("x-request-timeout-ms", "0")
@@ -107,7 +107,7 @@ async fn drive() {
     let timed = ServiceBuilder::new()
         .layer(HttpMetricsLayer::new())
         .rejection_response()
-        .layer(TimeoutLayer::new(ms(100)))
+        .layer(TimeoutLayer::new(ms(100)).unwrap())
         .service_fn(|req: Request<()>| async move {
             if req.method() == Method::POST {
                 tokio::time::sleep(ms(500)).await;

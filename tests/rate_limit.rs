@@ -648,3 +648,13 @@ fn the_raw_check_shares_buckets_with_the_layer_and_ignores_shadow_and_wait() {
     });
     assert_eq!(allocations, 0, "an admitted raw check allocates nothing");
 }
+
+/// Regression: `.wait(Duration::ZERO)` was accepted: a "waiting" limiter that never waits.
+#[test]
+fn a_zero_wait_is_refused_when_built() {
+    let err = RateLimitLayer::per_second(5)
+        .wait(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "max_wait");
+}

@@ -35,7 +35,7 @@ fn the_whole_stack_adds_at_most_two_allocations_per_request() {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new())
             .rejection_response()
-            .deadline(TimeoutLayer::new(Duration::from_secs(10)))
+            .deadline(TimeoutLayer::new(Duration::from_secs(10)).unwrap())
             .token_bucket(
                 RateLimitLayer::per_second(1_000_000)
                     .burst(1_000_000)

@@ -63,21 +63,23 @@ async fn send(app: Router, headers: &[(&str, &str)]) -> (StatusCode, String) {
 #[tokio::test(start_paused = true)]
 async fn a_slow_handler_gets_504_at_the_limit() {
     let started = tokio::time::Instant::now();
-    let (status, _) = send(app(TimeoutLayer::new(ms(300)), ms(5_000)), &[]).await;
+    let (status, _) = send(app(TimeoutLayer::new(ms(300)).unwrap(), ms(5_000)), &[]).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(started.elapsed(), ms(300));
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_expiry_status_is_configurable() {
-    let layer = TimeoutLayer::new(ms(100)).status(StatusCode::SERVICE_UNAVAILABLE);
+    let layer = TimeoutLayer::new(ms(100))
+        .unwrap()
+        .status(StatusCode::SERVICE_UNAVAILABLE);
     let (status, _) = send(app(layer, ms(1_000)), &[]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_ready_response_wins_even_past_the_deadline() {
-    let layer = TimeoutLayer::new(ms(10)).ignore_inbound();
+    let layer = TimeoutLayer::new(ms(10)).unwrap().ignore_inbound();
     let mut svc = ServiceBuilder::new()
         .layer(layer)
         .service_fn(|()| async { Ok::<_, Infallible>("ready") });
@@ -88,7 +90,7 @@ async fn a_ready_response_wins_even_past_the_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn the_earlier_of_the_limit_and_the_callers_budget_wins() {
-    let layer = || TimeoutLayer::new(ms(1_000));
+    let layer = || TimeoutLayer::new(ms(1_000)).unwrap();
     let quick = ms(0);
     let cases: [(&[(&str, &str)], &str); 6] = [
         (&[], "1000"),
@@ -130,7 +132,7 @@ async fn a_spent_budget_fails_without_calling_the_handler() {
         .layer(
             ServiceBuilder::new()
                 .rejection_response()
-                .layer(TimeoutLayer::new(ms(1_000))),
+                .layer(TimeoutLayer::new(ms(1_000)).unwrap()),
         );
     let (status, _) = send(app, &[("x-request-timeout-ms", "0")]).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
@@ -139,8 +141,8 @@ async fn a_spent_budget_fails_without_calling_the_handler() {
 
 #[tokio::test(start_paused = true)]
 async fn nested_layers_keep_the_earliest_deadline() {
-    let inner = app(TimeoutLayer::new(ms(5_000)), ms(0));
-    let outer = guard(inner, TimeoutLayer::new(ms(800)));
+    let inner = app(TimeoutLayer::new(ms(5_000)).unwrap(), ms(0));
+    let outer = guard(inner, TimeoutLayer::new(ms(800)).unwrap());
     let (status, body) = send(outer, &[]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "800"));
 }
@@ -153,7 +155,10 @@ async fn the_deadline_is_in_the_request_extensions_when_asked() {
             deadline.remaining().as_millis().to_string()
         }),
     );
-    let app = guard(router, TimeoutLayer::new(ms(700)).request_extension(true));
+    let app = guard(
+        router,
+        TimeoutLayer::new(ms(700)).unwrap().request_extension(true),
+    );
     let (status, body) = send(app, &[]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "700"));
 }
@@ -164,7 +169,7 @@ async fn handlers_extract_the_deadline_without_the_extension() {
         "/",
         get(|deadline: Deadline| async move { deadline.remaining().as_millis().to_string() }),
     );
-    let app = guard(router, TimeoutLayer::new(ms(700)));
+    let app = guard(router, TimeoutLayer::new(ms(700)).unwrap());
     let (status, body) = send(app, &[]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "700"));
     // Without the layer: `Deadline` is refused with a 500 naming it, `Option<Deadline>` is `None`.
@@ -182,7 +187,7 @@ async fn handlers_extract_the_deadline_without_the_extension() {
 #[tokio::test(start_paused = true)]
 async fn generic_services_get_a_typed_rejection() {
     let mut svc = ServiceBuilder::new()
-        .layer(TimeoutLayer::new(ms(50)).ignore_inbound())
+        .layer(TimeoutLayer::new(ms(50)).unwrap().ignore_inbound())
         .service_fn(|n: u64| async move {
             tokio::time::sleep(ms(n)).await;
             Ok::<_, Infallible>(n)
@@ -220,7 +225,7 @@ where
 #[test]
 fn the_http_ready_path_with_defaults_makes_no_heap_allocation() {
     let svc = ServiceBuilder::new()
-        .layer(TimeoutLayer::new(ms(100)))
+        .layer(TimeoutLayer::new(ms(100)).unwrap())
         .service_fn(|req: Request<()>| std::future::ready(Ok::<_, Infallible>(req)));
     let requests = (0..1_000).map(|_| Request::new(())).collect();
     assert_eq!(allocations(svc, requests), 0);
@@ -229,7 +234,7 @@ fn the_http_ready_path_with_defaults_makes_no_heap_allocation() {
 #[test]
 fn the_ready_path_makes_no_heap_allocation() {
     let svc = ServiceBuilder::new()
-        .layer(TimeoutLayer::new(ms(100)).ignore_inbound())
+        .layer(TimeoutLayer::new(ms(100)).unwrap().ignore_inbound())
         .service_fn(|n: u32| std::future::ready(Ok::<_, Infallible>(n)));
     assert_eq!(allocations(svc, (0..1_000).collect()), 0);
 }
@@ -248,10 +253,15 @@ fn a_hostile_budget_header_is_logged_as_a_short_escaped_prefix() {
             .unwrap();
         runtime.block_on(async {
             let svc = ServiceBuilder::new()
-                .layer(TimeoutLayer::new(ms(100)))
-                .service(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(()) }));
+                .layer(TimeoutLayer::new(ms(100)).unwrap())
+                .service(service_fn(|_: Request<()>| async {
+                    Ok::<_, Infallible>(())
+                }));
             let req = Request::builder()
-                .header("x-request-timeout-ms", http::HeaderValue::from_bytes(&hostile).unwrap())
+                .header(
+                    "x-request-timeout-ms",
+                    http::HeaderValue::from_bytes(&hostile).unwrap(),
+                )
                 .body(())
                 .unwrap();
             svc.oneshot(req).await.unwrap();
@@ -365,7 +375,7 @@ async fn two_hops_share_one_budget_over_real_tcp() {
         .layer(
             ServiceBuilder::new()
                 .rejection_response()
-                .layer(TimeoutLayer::new(Duration::from_secs(10))),
+                .layer(TimeoutLayer::new(Duration::from_secs(10)).unwrap()),
         );
     let b_addr = support::serve(b).await;
 
@@ -395,7 +405,7 @@ async fn two_hops_share_one_budget_over_real_tcp() {
         .layer(
             ServiceBuilder::new()
                 .rejection_response()
-                .layer(TimeoutLayer::new(ms(300))),
+                .layer(TimeoutLayer::new(ms(300)).unwrap()),
         );
     let edge_addr = support::serve(edge).await;
 
@@ -406,4 +416,12 @@ async fn two_hops_share_one_budget_over_real_tcp() {
     let sent = seen_ms.load(Ordering::SeqCst);
     assert!(sent < 300, "B was sent {sent} ms");
     assert!(took < Duration::from_millis(1_500), "504 after {took:?}");
+}
+
+/// Regression: `TimeoutLayer::new(Duration::ZERO)` was accepted, and every request then got 504.
+#[test]
+fn a_zero_limit_is_refused_when_built() {
+    let err = TimeoutLayer::new(Duration::ZERO).unwrap_err();
+    assert_eq!(err.field(), "limit");
+    assert!(TimeoutLayer::new(Duration::from_nanos(1)).is_ok());
 }

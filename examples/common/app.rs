@@ -147,7 +147,7 @@ pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
                 .rejection_response()
                 // 1 s per request, or less if the caller sends `grpc-timeout` or
                 // `x-request-timeout-ms`; 504 when it runs out.
-                .deadline(TimeoutLayer::new(config.request_timeout)),
+                .deadline(TimeoutLayer::new(config.request_timeout)?),
         );
     Ok(App {
         router,

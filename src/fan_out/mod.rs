@@ -225,7 +225,8 @@ impl<P: PartList> FanOutBuilder<P> {
     /// let twice = FanOut::builder(Duration::from_secs(1))
     ///     .part(Part::essential("a", svc))
     ///     .part(Part::optional("a", svc));
-    /// assert_eq!(twice.build().unwrap_err().field(), "part");
+    /// let err = twice.build().unwrap_err();
+    /// assert_eq!((err.field(), err.part()), ("part", Some("a")));
     /// let instant = FanOut::builder(Duration::ZERO).part(Part::essential("a", svc));
     /// assert_eq!(instant.build().unwrap_err().field(), "overall");
     /// ```
@@ -242,14 +243,18 @@ impl<P: PartList> FanOutBuilder<P> {
         }
         let mut names = HashSet::new();
         for (name, timeout) in parts {
-            if name.is_empty() || !names.insert(name) {
-                return Err(ConfigError::new(
+            let named = |err: ConfigError| err.of_part(std::borrow::Cow::Borrowed(name));
+            if name.is_empty() {
+                return Err(ConfigError::new("part", "part names must be non-empty"));
+            }
+            if !names.insert(name) {
+                return Err(named(ConfigError::new(
                     "part",
-                    "part names must be non-empty and distinct",
-                ));
+                    "part names must be distinct",
+                )));
             }
             if timeout.is_some_and(|t| t.is_zero()) {
-                return Err(ConfigError::new("timeout", "must be more than zero"));
+                return Err(named(ConfigError::new("timeout", "must be more than zero")));
             }
         }
         Ok(FanOut {

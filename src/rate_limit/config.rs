@@ -229,6 +229,7 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
     /// use tower_rampart::rate_limit::RateLimitLayer;
     ///
     /// let client_side = RateLimitLayer::per_second(20).wait(Duration::from_secs(2)).build()?;
+    /// assert!(RateLimitLayer::per_second(20).wait(Duration::ZERO).build().is_err());
     /// # let _ = client_side;
     /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
@@ -304,7 +305,7 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
     /// # Errors
     ///
     /// A [`ConfigError`] for a zero rate or burst, a zero or overflowing period, a rate
-    /// finer than one token per nanosecond, `max_keys` of 0, a `max_wait` beyond 584 years,
+    /// finer than one token per nanosecond, `max_keys` of 0, a `max_wait` of zero or beyond 584 years,
     /// or a policy name that is empty, longer than 64 bytes or not printable ASCII.
     ///
     /// ```
@@ -322,6 +323,12 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
         let quota = Quota::new(s.rate, s.period, s.burst.unwrap_or(s.rate))?;
         if s.max_keys == 0 {
             return Err(ConfigError::new("max_keys", "must be at least 1"));
+        }
+        if matches!(s.mode, Mode::Wait(_)) && s.max_wait.is_zero() {
+            return Err(ConfigError::new(
+                "max_wait",
+                "must be more than zero (without waiting, leave wait mode off)",
+            ));
         }
         let mode = match s.mode {
             Mode::Wait(_) => Mode::Wait(

@@ -9,6 +9,7 @@ use tower_layer::Layer;
 use super::Deadline;
 use super::inbound::{DEFAULT_BUDGET_HEADER, inbound_budget};
 use super::service::Timeout;
+use crate::ConfigError;
 
 /// A request's time limit: a fixed [`Duration`], or a closure `Fn(&Req) -> Duration` for
 /// per-route budgets.
@@ -22,7 +23,7 @@ use super::service::Timeout;
 /// };
 /// let req = http::Request::get("/reports/q3").body(()).unwrap();
 /// assert_eq!(reports_get_longer.limit(&req), Duration::from_secs(30));
-/// let layer = TimeoutLayer::new(reports_get_longer);
+/// let layer = TimeoutLayer::per_request(reports_get_longer);
 /// # let _ = layer;
 /// ```
 pub trait Limit<Req>: Clone + Send + Sync + 'static {
@@ -148,8 +149,9 @@ impl<Req> private::Inbound<Req> for NoInbound {
 ///
 /// let app: Router = Router::new()
 ///     .route("/", get(|| async { "fast" }))
-///     .layer(ServiceBuilder::new().rejection_response().layer(TimeoutLayer::new(Duration::from_secs(2))));
+///     .layer(ServiceBuilder::new().rejection_response().layer(TimeoutLayer::new(Duration::from_secs(2))?));
 /// # let _ = app;
+/// # Ok::<(), tower_rampart::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct TimeoutLayer<L = Duration, I = HttpInbound> {
@@ -168,12 +170,39 @@ impl<L: fmt::Debug, I: fmt::Debug> fmt::Debug for TimeoutLayer<L, I> {
     }
 }
 
-impl<L> TimeoutLayer<L> {
-    /// A layer with `limit` (a [`Duration`] or a closure over the request) that also honours
-    /// the caller's `grpc-timeout` and `x-request-timeout-ms` headers.
+impl TimeoutLayer {
+    /// A layer with a fixed `limit` that also honours the caller's `grpc-timeout` and
+    /// `x-request-timeout-ms` headers.
     ///
-    /// See [`TimeoutLayer`] for an example.
-    pub fn new(limit: L) -> Self {
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `limit` is zero: every request would fail at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_rampart::timeout::TimeoutLayer;
+    ///
+    /// let layer = TimeoutLayer::new(Duration::from_secs(2))?;
+    /// assert_eq!(TimeoutLayer::new(Duration::ZERO).unwrap_err().field(), "limit");
+    /// # let _ = layer;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn new(limit: Duration) -> Result<Self, ConfigError> {
+        if limit.is_zero() {
+            return Err(ConfigError::new("limit", "must be more than zero"));
+        }
+        Ok(Self::per_request(limit))
+    }
+}
+
+impl<L> TimeoutLayer<L> {
+    /// A layer whose limit comes from `limit`, a closure over the request (per-route
+    /// budgets) or a [`Duration`]; it also honours the caller's budget headers.
+    ///
+    /// A limit of zero for a request fails that request at once, as a spent budget does.
+    ///
+    /// See [`Limit`] for an example.
+    pub fn per_request(limit: L) -> Self {
         Self {
             limit,
             inbound: HttpInbound::default(),
@@ -187,9 +216,10 @@ impl<L> TimeoutLayer<L> {
     /// ```
     /// # use std::time::Duration;
     /// # use tower_rampart::timeout::TimeoutLayer;
-    /// let layer = TimeoutLayer::new(Duration::from_secs(2))
+    /// let layer = TimeoutLayer::new(Duration::from_secs(2))?
     ///     .budget_header(http::HeaderName::from_static("x-envoy-expected-rq-timeout-ms"));
     /// # let _ = layer;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
     pub fn budget_header(mut self, name: HeaderName) -> Self {
         self.inbound.header = Some(name);
@@ -201,8 +231,9 @@ impl<L> TimeoutLayer<L> {
     /// ```
     /// # use std::time::Duration;
     /// # use tower_rampart::timeout::TimeoutLayer;
-    /// let layer = TimeoutLayer::new(Duration::from_secs(2)).grpc_timeout(false);
+    /// let layer = TimeoutLayer::new(Duration::from_secs(2))?.grpc_timeout(false);
     /// # let _ = layer;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
     pub fn grpc_timeout(mut self, read: bool) -> Self {
         self.inbound.grpc = read;
@@ -226,7 +257,7 @@ impl<L> TimeoutLayer<L> {
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
-    /// let layer = TimeoutLayer::new(Duration::from_secs(2)).request_extension(true);
+    /// let layer = TimeoutLayer::new(Duration::from_secs(2)).unwrap().request_extension(true);
     /// let svc = layer.layer(tower::service_fn(|req: http::Request<()>| async move {
     ///     let left = req.extensions().get::<Deadline>().map(Deadline::remaining);
     ///     Ok::<_, std::convert::Infallible>(http::Response::new(left))
@@ -250,7 +281,7 @@ impl<L> TimeoutLayer<L> {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), tower_rampart::BoxError> {
     /// let mut svc = tower::ServiceBuilder::new()
-    ///     .layer(TimeoutLayer::new(Duration::from_secs(1)).ignore_inbound())
+    ///     .layer(TimeoutLayer::new(Duration::from_secs(1))?.ignore_inbound())
     ///     .service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n + 1) });
     /// assert_eq!(svc.ready().await?.call(1).await?, 2);
     /// # Ok(())
@@ -273,8 +304,9 @@ impl<L, I> TimeoutLayer<L, I> {
     /// ```
     /// # use std::time::Duration;
     /// # use tower_rampart::timeout::TimeoutLayer;
-    /// let layer = TimeoutLayer::new(Duration::from_secs(2)).status(http::StatusCode::SERVICE_UNAVAILABLE);
+    /// let layer = TimeoutLayer::new(Duration::from_secs(2))?.status(http::StatusCode::SERVICE_UNAVAILABLE);
     /// # let _ = layer;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
     pub fn status(mut self, status: http::StatusCode) -> Self {
         self.status = Some(status);

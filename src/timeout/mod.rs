@@ -29,8 +29,9 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/", get(handler))
-//!     .layer(ServiceBuilder::new().rejection_response().layer(TimeoutLayer::new(Duration::from_secs(2))));
+//!     .layer(ServiceBuilder::new().rejection_response().layer(TimeoutLayer::new(Duration::from_secs(2))?));
 //! # let _ = app;
+//! # Ok::<(), tower_rampart::ConfigError>(())
 //! ```
 //!
 //! # What is covered

@@ -27,7 +27,7 @@ use super::layer::{HttpInbound, Inbound, Limit, private};
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let mut svc = tower::ServiceBuilder::new()
-///     .layer(TimeoutLayer::new(Duration::from_millis(300)).ignore_inbound())
+///     .layer(TimeoutLayer::new(Duration::from_millis(300)).unwrap().ignore_inbound())
 ///     .service_fn(|_: ()| async {
 ///         tokio::time::sleep(Duration::from_secs(5)).await;
 ///         Ok::<_, std::convert::Infallible>("too late")
