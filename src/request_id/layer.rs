@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
@@ -16,7 +16,6 @@ use super::id::{RequestId, Rules};
 use super::make::{MakeRequestId, UuidV7};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Gives every request an id: the caller's if it is valid, else a fresh one. The id goes
 /// into the request header, the [request context](crate::context) (and, if asked for, the
@@ -98,6 +97,11 @@ impl<M> SetRequestIdLayer<M> {
 
     /// Takes the trace-id of a valid W3C `traceparent` as the id when the request has no
     /// valid id header (`traceparent` itself is left as it is). Default: off.
+    ///
+    /// Valid means as W3C Trace Context level 1 says: lowercase hex, version not `ff`,
+    /// version `00` exactly 55 bytes (a later version may add fields after a `-`), trace-id
+    /// and parent-id not all zero, and one `traceparent` header only. Anything else is
+    /// ignored and a new id is generated.
     ///
     /// ```
     /// # use tower_rampart::request_id::SetRequestIdLayer;
@@ -181,17 +185,6 @@ impl<S, M> SetRequestId<S, M> {
     crate::macros::inner_accessors!();
 }
 
-/// The trace-id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), unless all zeros.
-fn trace_id(value: &HeaderValue) -> Option<&[u8]> {
-    let bytes = value.as_bytes();
-    if bytes.len() < 55 || bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
-        return None;
-    }
-    let trace = &bytes[3..35];
-    let hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
-    (trace.iter().all(hex) && trace.iter().any(|b| *b != b'0')).then_some(trace)
-}
-
 impl<S, M, B, R> Service<Request<B>> for SetRequestId<S, M>
 where
     S: Service<Request<B>, Response = Response<R>>,
@@ -223,7 +216,7 @@ where
         let id = kept.unwrap_or_else(|| {
             let from_trace = layer
                 .traceparent
-                .then(|| req.headers().get(&TRACEPARENT).and_then(trace_id))
+                .then(|| super::traceparent::trace_id(req.headers()))
                 .flatten();
             let id = match from_trace {
                 Some(trace) => {

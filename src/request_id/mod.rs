@@ -35,6 +35,7 @@ mod id;
 mod layer;
 mod make;
 mod propagate;
+mod traceparent;
 
 pub use id::{MAX_LEN, RequestId, Rules};
 pub use layer::{ResponseFuture, SetRequestId, SetRequestIdLayer};
