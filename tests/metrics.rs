@@ -149,8 +149,9 @@ async fn drive() {
     }
 }
 
-#[test]
-fn every_documented_metric_is_emitted() {
+/// Runs `work` in paused time under a recording backend; every series seen, by
+/// `name{label=value,...}` with the labels sorted.
+fn record(work: impl std::future::Future<Output = ()>) -> BTreeMap<String, DebugValue> {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
@@ -159,9 +160,9 @@ fn every_documented_metric_is_emitted() {
             .start_paused(true)
             .build()
             .unwrap()
-            .block_on(drive());
+            .block_on(work);
     });
-    let seen: BTreeMap<String, DebugValue> = snapshotter
+    snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
@@ -174,7 +175,46 @@ fn every_documented_metric_is_emitted() {
             labels.sort();
             (format!("{}{{{}}}", key.name(), labels.join(",")), value)
         })
-        .collect();
+        .collect()
+}
+
+/// Regression: shadow mode exported a would-be refusal as `admitted`, while the limiter's
+/// own counter called it rejected.
+#[test]
+fn shadow_refusals_are_rejections_in_the_metric_and_the_counter_alike() {
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted_in = counted.clone();
+    let seen = record(async move {
+        // Built under the recorder: handles registered before it stay no-ops.
+        let layer = RateLimitLayer::per_second(1)
+            .burst(1)
+            .policy_name("trial")
+            .shadow()
+            .build()
+            .unwrap();
+        let svc = layer.layer(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(answer(200))
+        }));
+        for _ in 0..3 {
+            assert!(svc.clone().oneshot(Request::new(())).await.is_ok());
+        }
+        counted_in.store(layer.rejected_count(), std::sync::atomic::Ordering::Relaxed);
+    });
+    let counted = counted.load(std::sync::atomic::Ordering::Relaxed);
+    let count = |outcome: &str| match seen.get(&format!(
+        "rampart_rate_limit_requests_total{{outcome={outcome},policy=trial}}"
+    )) {
+        Some(DebugValue::Counter(n)) => *n,
+        _ => 0,
+    };
+    assert_eq!(counted, 2);
+    assert_eq!(count("rejected"), counted);
+    assert_eq!(count("admitted"), 1);
+}
+
+#[test]
+fn every_documented_metric_is_emitted() {
+    let seen = record(drive());
     let counter = |name: &str| match seen.get(name) {
         Some(DebugValue::Counter(n)) => *n,
         other => panic!(

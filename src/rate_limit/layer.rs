@@ -161,7 +161,8 @@ impl<P, C: Clock, H> RateLimitLayer<P, C, H> {
             .limiter
             .check::<true, _, _>(&self.partition, req, now, false)
         {
-            Verdict::Now(_) => {
+            // The raw check ignores shadow mode: it never shadows.
+            Verdict::Now(_) | Verdict::Shadowed(_) => {
                 self.limiter.metrics.admitted();
                 Ok(())
             }

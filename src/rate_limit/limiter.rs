@@ -61,6 +61,9 @@ pub enum MissingKey {
 pub(crate) enum Verdict {
     /// Call the inner service now.
     Now(Option<Admitted>),
+    /// Shadow mode: the limit refused, but call the inner service anyway. Already counted
+    /// as a rejection, in the limiter and in its metrics alike.
+    Shadowed(Option<Admitted>),
     /// Wait mode: call it after `wait_nanos`, holding `reservation` until then.
     Later {
         wait_nanos: u64,
@@ -352,7 +355,9 @@ impl<C: Clock> Limiter<C> {
             } => {
                 let refused = self.refuse(mode, now, bucketing, quota, retry_after_nanos, snapshot);
                 if mode == Mode::Shadow {
-                    return Verdict::Now(with_state.then(|| Admitted::new(quota, snapshot)));
+                    self.metrics
+                        .rejected(Duration::from_nanos(refused.retry_after_nanos));
+                    return Verdict::Shadowed(with_state.then(|| Admitted::new(quota, snapshot)));
                 }
                 Verdict::Reject(refused)
             }

@@ -106,6 +106,9 @@ where
                 self.limiter.metrics.admitted();
                 ResponseFuture::called(self.inner.call(req), H::keep(state), self.headers.clone())
             }
+            Verdict::Shadowed(state) => {
+                ResponseFuture::called(self.inner.call(req), H::keep(state), self.headers.clone())
+            }
             Verdict::Later {
                 wait_nanos,
                 reservation,
