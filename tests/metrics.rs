@@ -295,3 +295,34 @@ fn every_documented_metric_is_emitted() {
         Some(DebugValue::Histogram(values)) if values.len() == 1 && values[0].0 == 0.1
     ));
 }
+
+/// Regression: the HTTP layer registered all 60 (method, status) series up front, so
+/// `/metrics` was mostly zeros.
+#[test]
+fn http_metrics_register_only_what_is_seen() {
+    let seen = record(async {
+        let svc = HttpMetricsLayer::new().layer(service_fn(|req: Request<()>| async move {
+            let status = if req.method() == Method::POST {
+                500
+            } else {
+                200
+            };
+            Ok::<_, Infallible>(answer(status))
+        }));
+        for method in [Method::GET, Method::GET, Method::POST] {
+            let req = Request::builder().method(method).body(()).unwrap();
+            svc.clone().oneshot(req).await.unwrap();
+        }
+    });
+    let http: Vec<&String> = seen
+        .keys()
+        .filter(|k| k.starts_with("rampart_http_requests_total"))
+        .collect();
+    assert_eq!(
+        http,
+        [
+            "rampart_http_requests_total{method=GET,status=2xx}",
+            "rampart_http_requests_total{method=POST,status=5xx}"
+        ]
+    );
+}

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use ::metrics::{Counter, Histogram, counter, histogram};
@@ -27,27 +27,20 @@ const METHODS: [(Method, &str); 9] = [
 /// Status classes, then `error` for a call that ended in an error instead of a response.
 const OUTCOMES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
 
-/// One counter and one histogram per (method, outcome), registered once.
+/// One counter and one histogram per (method, outcome), each pair registered the first time
+/// a request of that method ends with that outcome: `/metrics` shows what was seen, at most
+/// 60 pairs, and no zeros for what never happened.
 #[derive(Debug)]
 struct Handles {
-    requests: Vec<Counter>,
-    durations: Vec<Histogram>,
+    slots: Box<[OnceLock<(Counter, Histogram)>]>,
 }
 
 impl Handles {
     fn new() -> Self {
-        let methods = METHODS.iter().map(|(_, name)| *name).chain(["other"]);
-        let mut requests = Vec::new();
-        let mut durations = Vec::new();
-        for method in methods {
-            for outcome in OUTCOMES {
-                requests.push(counter!("rampart_http_requests_total", "method" => method, "status" => outcome));
-                durations.push(histogram!("rampart_http_request_duration_seconds", "method" => method, "status" => outcome));
-            }
-        }
         Self {
-            requests,
-            durations,
+            slots: (0..(METHODS.len() + 1) * OUTCOMES.len())
+                .map(|_| OnceLock::new())
+                .collect(),
         }
     }
 
@@ -58,6 +51,20 @@ impl Handles {
             .unwrap_or(METHODS.len())
             * OUTCOMES.len()
     }
+
+    /// The pair at `index`, registered with the installed recorder on first use.
+    fn at(&self, index: usize) -> &(Counter, Histogram) {
+        self.slots[index].get_or_init(|| {
+            let method = METHODS
+                .get(index / OUTCOMES.len())
+                .map_or("other", |(_, name)| *name);
+            let outcome = OUTCOMES[index % OUTCOMES.len()];
+            (
+                counter!("rampart_http_requests_total", "method" => method, "status" => outcome),
+                histogram!("rampart_http_request_duration_seconds", "method" => method, "status" => outcome),
+            )
+        })
+    }
 }
 
 /// Counts requests and times them to their response head, by method and status class:
@@ -66,8 +73,9 @@ impl Handles {
 /// `error`). Place it right inside the request id, outside the rejection mapping, so that
 /// it sees the 429, 503 and 504 answers the other layers produce.
 ///
-/// Its counters are registered when the layer is built: install the recorder first. It
-/// reads the clock twice per request (at the call and at the response head), the price of
+/// A series is registered the first time a method and status class is seen, so `/metrics`
+/// lists only what happened (at most 60 series per metric). Install the recorder before the
+/// first request. It reads the clock twice per request (at the call and at the response head), the price of
 /// a duration.
 ///
 /// ```
@@ -91,7 +99,7 @@ pub struct HttpMetricsLayer {
 }
 
 impl HttpMetricsLayer {
-    /// Registers the layer's counters and histograms with the installed recorder.
+    /// A layer whose series are registered, with the installed recorder, as they are first seen.
     ///
     /// See [`HttpMetricsLayer`] for an example.
     pub fn new() -> Self {
@@ -180,9 +188,9 @@ where
             Ok(response) => usize::from(response.status().as_u16() / 100).clamp(1, 5) - 1,
             Err(_) => OUTCOMES.len() - 1,
         };
-        let index = *this.slot + outcome;
-        this.handles.requests[index].increment(1);
-        this.handles.durations[index].record(this.started.elapsed().as_secs_f64());
+        let (requests, durations) = this.handles.at(*this.slot + outcome);
+        requests.increment(1);
+        durations.record(this.started.elapsed().as_secs_f64());
         Poll::Ready(result)
     }
 }
