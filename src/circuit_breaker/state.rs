@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! word:     | generation (29) | probes passed (16) | probes issued (16) | phase (3) |
-//! deadline: | generation tag (16) | deadline, ms since epoch (48)                   |
+//! deadline: | generation tag (12) | deadline, µs since epoch (52, about 142 years)  |
 //! ```
 //!
 //! The deadline is the end of the open time (open) or the probes' deadline (half-open). It is
@@ -283,19 +283,23 @@ impl Word {
     }
 }
 
-const TAG_SHIFT: u32 = 48;
+const TAG_SHIFT: u32 = 52;
+const TAG_MASK: u64 = 0xFFF;
+const DEADLINE_MASK: u64 = (1 << TAG_SHIFT) - 1;
+/// The deadline's unit: a microsecond.
+const US: u64 = 1_000;
 const MS: u64 = 1_000_000;
 
 const fn tagged(generation: u64, at_ns: u64) -> u64 {
-    // Rounded up: a deadline may end up to 1 ms late, never early, so an open breaker never
+    // Rounded up: a deadline may end up to 1 µs late, never early, so an open breaker never
     // admits a probe before its open time is over.
-    let ms = at_ns.div_ceil(MS);
-    let ms = if ms > (1 << TAG_SHIFT) - 1 {
-        (1 << TAG_SHIFT) - 1
+    let us = at_ns.div_ceil(US);
+    let us = if us > DEADLINE_MASK {
+        DEADLINE_MASK
     } else {
-        ms
+        us
     };
-    ((generation & 0xFFFF) << TAG_SHIFT) | ms
+    ((generation & TAG_MASK) << TAG_SHIFT) | us
 }
 
 /// A call's claim on the breaker, from admission to outcome.
@@ -507,8 +511,7 @@ impl Core {
     /// The deadline of the state entered at `generation`, if already published.
     fn deadline_of(&self, generation: u64) -> Option<u64> {
         let deadline = self.deadline.load(Ordering::Acquire);
-        (deadline >> TAG_SHIFT == generation & 0xFFFF)
-            .then(|| (deadline & ((1 << TAG_SHIFT) - 1)) * MS)
+        (deadline >> TAG_SHIFT == generation & TAG_MASK).then(|| (deadline & DEADLINE_MASK) * US)
     }
 
     /// Decides whether a call may go through. `now` is read at most once, and only when the
