@@ -288,7 +288,8 @@ impl RateLimited {
         self
     }
 
-    /// States what is left of the quota now and when it is whole again.
+    /// States what is left of the quota now, and how long until one more unit is there
+    /// (`reset`; zero when the quota is whole).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -358,7 +359,8 @@ impl RateLimited {
         self.remaining
     }
 
-    /// How long until the whole quota is available again.
+    /// How long until one more unit of the quota is available (the `t` of the `RateLimit`
+    /// field): for a refusal of one unit, the same as [`retry_after`](Self::retry_after).
     ///
     /// ```
     /// # use std::time::Duration;

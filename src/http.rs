@@ -150,7 +150,9 @@ impl Rejection {
             Rejection::CircuitOpen(_) => {
                 headers.insert(CACHE_CONTROL, NO_STORE);
             }
-            Rejection::RateLimited(limited) => write_rate_limit_headers(limited, headers),
+            Rejection::RateLimited(limited) => {
+                write_rate_limit_headers(limited, headers);
+            }
             Rejection::TimedOut(_) | Rejection::PartFailed(_) => {}
         }
     }
@@ -159,9 +161,21 @@ impl Rejection {
 /// Writes `RateLimit-Policy` and `RateLimit` for `limited` into `headers`.
 ///
 /// Rate limiters also call this on admitted responses when asked to advertise their state.
-/// `w` is the window in whole seconds rounded up (at least 1) and `t` the time until the quota
-/// is whole again in seconds rounded up. Header fields are left out, never malformed, when the
-/// policy name cannot be sent.
+/// How a token bucket of `rate` per `period` with room for `burst` is told to clients:
+///
+/// | field | value | meaning for a client |
+/// |---|---|---|
+/// | `w` | `period` in whole seconds, rounded up, at least 1 | the window |
+/// | `q` | `rate` scaled to `w`, rounded down | send at most `q` per `w`, spread out |
+/// | `r` | whole tokens in the bucket now | send at most `r` at once, now |
+/// | `t` | seconds until one more token, rounded up; 0 when the bucket is full | when `r` grows |
+///
+/// On a refusal `t` never exceeds `Retry-After`. Worked example, `per_second(50).burst(20)`:
+/// a full bucket advertises `q=50;w=1` and `r=20;t=0`; after 20 requests at once, `r=0;t=1`
+/// (the next token is 20 ms away, rounded up to a whole second). A client that sends
+/// at most `r` at once, and after that one request every `w/q` (20 ms) or waits `t` when
+/// `r` is 0, is never refused. The burst is not a quota of its own: only `r` tells it.
+/// Header fields are left out, never malformed, when the policy name cannot be sent.
 ///
 /// ```
 /// use std::time::Duration;
@@ -169,39 +183,51 @@ impl Rejection {
 /// use tower_rampart::{error::RateLimited, http::write_rate_limit_headers};
 ///
 /// let limited = RateLimited::new(Duration::from_millis(20))
-///     .with_quota("per-ip", 20, Duration::from_millis(400))
-///     .with_remaining(0, Duration::from_millis(400));
+///     .with_quota("per-ip", 50, Duration::from_secs(1))
+///     .with_remaining(0, Duration::from_millis(20));
 /// let mut headers = HeaderMap::new();
 /// write_rate_limit_headers(&limited, &mut headers);
-/// assert_eq!(headers["ratelimit-policy"], r#""per-ip";q=20;w=1"#);
+/// assert_eq!(headers["ratelimit-policy"], r#""per-ip";q=50;w=1"#);
 /// assert_eq!(headers["ratelimit"], r#""per-ip";r=0;t=1"#);
 /// ```
 pub fn write_rate_limit_headers(limited: &RateLimited, headers: &mut HeaderMap) {
+    // `t` is about the next unit and `Retry-After` about this request: never say more.
+    let next = limited.reset().min(limited.retry_after());
     write_rate_limit_fields(
         headers,
         limited.policy(),
         limited.limit(),
         limited.window(),
         limited.remaining(),
-        limited.reset(),
+        next,
     );
 }
 
 /// [`write_rate_limit_headers`] from raw parts, for limiters advertising on admitted
-/// responses without building a [`RateLimited`].
+/// responses without building a [`RateLimited`]: `limit` units per `period`, `remaining`
+/// now, one more in `next`.
 pub(crate) fn write_rate_limit_fields(
     headers: &mut HeaderMap,
     policy: &str,
     limit: u64,
-    window: Duration,
+    period: Duration,
     remaining: u64,
-    reset: Duration,
+    next: Duration,
 ) {
-    let window = ceil_secs(window).max(1);
+    let window = ceil_secs(period).max(1);
+    // `limit` per `period` is `limit * window / period` per `window`, rounded down so that
+    // a client spreading `q` requests over `w` never outpaces the bucket.
+    let quota = match period.as_nanos() {
+        0 => limit,
+        nanos => {
+            let scaled = u128::from(limit) * u128::from(window) * 1_000_000_000 / nanos;
+            u64::try_from(scaled).unwrap_or(u64::MAX)
+        }
+    };
     // By hand into exact-size buffers: under a flood, building 429s is the hot path, and
     // `format!` through `Display` cost most of it.
-    let quota = field(policy, b";q=", limit, b";w=", window);
-    let state = field(policy, b";r=", remaining, b";t=", ceil_secs(reset));
+    let quota = field(policy, b";q=", quota, b";w=", window);
+    let state = field(policy, b";r=", remaining, b";t=", ceil_secs(next));
     if let (Ok(quota), Ok(state)) = (
         HeaderValue::from_maybe_shared(quota),
         HeaderValue::from_maybe_shared(state),

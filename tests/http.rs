@@ -55,7 +55,8 @@ async fn router_answers_429_with_retry_after_and_ratelimit_fields() {
     let (parts, body) = call(app(), Some("rate")).await;
     assert_eq!(parts.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(parts.headers[header::RETRY_AFTER], "1");
-    assert_eq!(parts.headers["ratelimit-policy"], r#""default";q=20;w=1"#);
+    // 20 per 400 ms, told as 50 per second.
+    assert_eq!(parts.headers["ratelimit-policy"], r#""default";q=50;w=1"#);
     assert_eq!(parts.headers["ratelimit"], r#""default";r=0;t=1"#);
     assert_eq!(parts.headers[header::CONTENT_TYPE], "application/json");
     assert_eq!(body, r#"{"error":"rate_limited","retry_after_s":1}"#);
@@ -118,7 +119,7 @@ fn retry_after_rounds_up_to_whole_seconds_and_never_below_one() {
 }
 
 #[test]
-fn ratelimit_fields_round_window_and_reset_up() {
+fn ratelimit_fields_round_window_and_reset_up_and_t_never_exceeds_retry_after() {
     let limited = RateLimited::new(Duration::from_millis(1_500))
         .with_quota("tier-free", 100, Duration::from_millis(60_000))
         .with_remaining(0, Duration::from_millis(2_001));
@@ -127,7 +128,9 @@ fn ratelimit_fields_round_window_and_reset_up() {
         response.headers()["ratelimit-policy"],
         r#""tier-free";q=100;w=60"#
     );
-    assert_eq!(response.headers()["ratelimit"], r#""tier-free";r=0;t=3"#);
+    // Regression: `t` (2.001 s, up to 3) said more than `Retry-After` (2), which the draft
+    // forbids.
+    assert_eq!(response.headers()["ratelimit"], r#""tier-free";r=0;t=2"#);
     assert_eq!(response.headers()[header::RETRY_AFTER], "2");
 }
 

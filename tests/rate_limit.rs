@@ -267,7 +267,11 @@ async fn a_429_carries_retry_after_and_ratelimit_fields() {
     let refused = get_status(&app, "/other", &[], None).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.headers()[header::RETRY_AFTER], "1"); // 20 ms, rounded up
-    assert_eq!(refused.headers()["ratelimit-policy"], r#""per-ip";q=2;w=1"#);
+    // The sustained quota, not the burst: 50 per second.
+    assert_eq!(
+        refused.headers()["ratelimit-policy"],
+        r#""per-ip";q=50;w=1"#
+    );
     assert_eq!(refused.headers()["ratelimit"], r#""per-ip";r=0;t=1"#);
 }
 
@@ -284,7 +288,7 @@ async fn advertise_puts_ratelimit_fields_on_admitted_responses() {
     );
     let ok = get_status(&app, "/", &[], None).await;
     assert_eq!(ok.status(), StatusCode::OK);
-    assert_eq!(ok.headers()["ratelimit-policy"], r#""default";q=10;w=10"#);
+    assert_eq!(ok.headers()["ratelimit-policy"], r#""default";q=60;w=60"#);
     assert_eq!(ok.headers()["ratelimit"], r#""default";r=9;t=1"#);
 }
 
@@ -657,4 +661,92 @@ fn a_zero_wait_is_refused_when_built() {
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "max_wait");
+}
+
+/// The numbers of `"name";k=v;k=v`, by key.
+fn fields(value: &http::HeaderValue) -> std::collections::HashMap<String, u64> {
+    value
+        .to_str()
+        .unwrap()
+        .split(';')
+        .skip(1)
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Regression: `per_second(50).burst(20)` advertised `q=20;w=1` (a client read 20/s) and
+/// `per_second(3)` advertised `w=2`. Two clients that believe the advertised fields are never
+/// refused: one sends the first response's `r` at once, then one request every `w/q`
+/// (rounded up to the nanosecond, as a timer would) and reaches the limiter's sustained
+/// rate; the other sends while `r` is above 0 and waits `t` seconds when it is 0.
+#[tokio::test]
+async fn a_client_pacing_itself_by_the_advertised_fields_is_never_refused() {
+    let limits = [
+        (RateLimitLayer::per_second(50).burst(20), (50, 1)),
+        (RateLimitLayer::per_second(3), (3, 1)),
+        (RateLimitLayer::per_second(3).burst(1), (3, 1)),
+        (RateLimitLayer::per_minute(100).burst(5), (100, 60)),
+        (
+            RateLimitLayer::with_period(3, Duration::from_millis(1_500)),
+            (4, 2),
+        ),
+        (
+            RateLimitLayer::with_period(7, Duration::from_millis(100)),
+            (70, 1),
+        ),
+    ];
+    for (builder, (expect_q, expect_w)) in limits {
+        for pacer in [true, false] {
+            let clock = ManualClock::new();
+            let app = router(
+                builder
+                    .clone()
+                    .advertise()
+                    .with_clock(clock.clone())
+                    .build()
+                    .unwrap(),
+            );
+            let mut burst_left: Option<u64> = None;
+            let mut elapsed = Duration::ZERO;
+            for sent in 0..200 {
+                let response = get_status(&app, "/", &[], None).await;
+                assert_eq!(
+                    response.status(),
+                    StatusCode::OK,
+                    "q={expect_q};w={expect_w}, pacer {pacer}: refused after {sent}"
+                );
+                let policy = fields(&response.headers()["ratelimit-policy"]);
+                let state = fields(&response.headers()["ratelimit"]);
+                assert_eq!((policy["q"], policy["w"]), (expect_q, expect_w));
+                let (q, w, r, t) = (policy["q"], policy["w"], state["r"], state["t"]);
+                let wait = if pacer {
+                    let at_once = *burst_left.get_or_insert(r);
+                    burst_left = Some(at_once.saturating_sub(1));
+                    if at_once > 0 {
+                        Duration::ZERO
+                    } else {
+                        let pace = Duration::from_secs(w).as_nanos().div_ceil(u128::from(q));
+                        Duration::from_nanos(u64::try_from(pace).unwrap())
+                    }
+                } else if r == 0 {
+                    Duration::from_secs(t)
+                } else {
+                    Duration::ZERO
+                };
+                clock.advance(wait);
+                elapsed += wait;
+            }
+            if pacer {
+                let sustained = expect_q as f64 / expect_w as f64;
+                let reached = 200.0 / elapsed.as_secs_f64();
+                assert!(
+                    reached >= 0.9 * sustained,
+                    "{reached:.2}/s reached of {sustained}/s"
+                );
+            }
+        }
+    }
 }

@@ -166,8 +166,9 @@ impl Quota {
 pub(crate) struct Snapshot {
     /// Whole tokens left.
     pub(crate) remaining: u64,
-    /// Nanoseconds until the bucket is full again.
-    pub(crate) reset_nanos: u64,
+    /// Nanoseconds until one more whole token is there (0 when the bucket is full): the
+    /// `t` of the `RateLimit` header field.
+    pub(crate) next_nanos: u64,
 }
 
 /// The outcome of [`decide`].
@@ -223,10 +224,23 @@ pub(crate) fn decide(
 
 /// The bucket whose state is `tat`, seen at `now`.
 pub(crate) fn snapshot(tat: u64, now: u64, quota: &Quota) -> Snapshot {
-    let limit = now.saturating_add(quota.tolerance_nanos);
+    let interval = quota.interval_nanos;
+    // Bucket time still free: `tolerance - (tat - now)`, which is negative when waiters
+    // have reserved beyond the bucket.
+    let owed = tat.saturating_sub(now);
+    if owed == 0 {
+        return Snapshot {
+            remaining: u64::from(quota.burst()),
+            next_nanos: 0,
+        };
+    }
+    let (remaining, next_nanos) = match quota.tolerance_nanos.checked_sub(owed) {
+        Some(free) => (free / interval, interval - free % interval),
+        None => (0, (owed - quota.tolerance_nanos).saturating_add(interval)),
+    };
     Snapshot {
-        remaining: limit.saturating_sub(tat) / quota.interval_nanos,
-        reset_nanos: tat.saturating_sub(now),
+        remaining,
+        next_nanos,
     }
 }
 

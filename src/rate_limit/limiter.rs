@@ -101,10 +101,10 @@ pub(crate) struct Reservation {
 /// The state of the bucket that admitted a request, for the optional `RateLimit` headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Admitted {
-    limit: u32,
-    window_nanos: u64,
+    rate: u32,
+    period_nanos: u64,
     remaining: u64,
-    reset_nanos: u64,
+    next_nanos: u64,
 }
 
 // === impl Admitted ===
@@ -112,14 +112,14 @@ pub struct Admitted {
 impl Admitted {
     fn new(quota: &Quota, snapshot: Snapshot) -> Self {
         Self {
-            limit: quota.burst(),
-            window_nanos: nanos(quota.refill_time()),
+            rate: quota.rate(),
+            period_nanos: nanos(quota.period()),
             remaining: snapshot.remaining,
-            reset_nanos: snapshot.reset_nanos,
+            next_nanos: snapshot.next_nanos,
         }
     }
 
-    /// The bucket's size: its quota's `burst`.
+    /// The sustained quota: the quota's `rate`, per [`window`](Self::window).
     ///
     /// ```
     /// # use tower_rampart::rate_limit::Admitted;
@@ -127,10 +127,10 @@ impl Admitted {
     /// # let _ = limit;
     /// ```
     pub const fn limit(&self) -> u32 {
-        self.limit
+        self.rate
     }
 
-    /// Time for the bucket to go from empty to full: the window of `RateLimit-Policy`.
+    /// The quota's period: the window of `RateLimit-Policy`.
     ///
     /// ```
     /// # use tower_rampart::rate_limit::Admitted;
@@ -138,10 +138,10 @@ impl Admitted {
     /// # let _ = window;
     /// ```
     pub const fn window(&self) -> Duration {
-        Duration::from_nanos(self.window_nanos)
+        Duration::from_nanos(self.period_nanos)
     }
 
-    /// Whole tokens left in that bucket after this request.
+    /// Whole tokens left in the bucket after this request: what may be sent at once now.
     ///
     /// ```
     /// # use tower_rampart::rate_limit::Admitted;
@@ -152,7 +152,8 @@ impl Admitted {
         self.remaining
     }
 
-    /// Time until that bucket is full again.
+    /// Time until one more token is there (zero when the bucket is full): the `t` of the
+    /// `RateLimit` field.
     ///
     /// ```
     /// # use tower_rampart::rate_limit::Admitted;
@@ -160,7 +161,7 @@ impl Admitted {
     /// # let _ = reset;
     /// ```
     pub const fn reset(&self) -> Duration {
-        Duration::from_nanos(self.reset_nanos)
+        Duration::from_nanos(self.next_nanos)
     }
 }
 
@@ -277,7 +278,7 @@ impl<C: Clock> Limiter<C> {
                         let refill = nanos(self.quota.refill_time());
                         let snapshot = Snapshot {
                             remaining: 0,
-                            reset_nanos: refill,
+                            next_nanos: refill,
                         };
                         Verdict::Reject(self.refuse(
                             mode,

@@ -156,7 +156,7 @@ impl Store {
                 retry_after_nanos: 0,
                 snapshot: gcra::Snapshot {
                     remaining: 0,
-                    reset_nanos: 0,
+                    next_nanos: 0,
                 },
             })
     }

@@ -55,7 +55,7 @@ fn deny_reports_the_exact_wait() {
     };
     assert_eq!(retry_after_nanos, 15 * MS);
     assert_eq!(snapshot.remaining, 0);
-    assert_eq!(snapshot.reset_nanos, 395 * MS);
+    assert_eq!(snapshot.next_nanos, 15 * MS);
     assert!(matches!(
         decide(tat, 20 * MS - 1, 1, &q, 0),
         Decision::Deny { .. }
@@ -67,7 +67,7 @@ fn deny_reports_the_exact_wait() {
 }
 
 #[test]
-fn admit_snapshot_counts_remaining_tokens_and_reset() {
+fn admit_snapshot_counts_remaining_tokens_and_the_next_one() {
     let q = quota(10, 1_000, 5);
     let Decision::Admit { tat, wait_nanos } = decide(0, 0, 2, &q, 0) else {
         panic!()
@@ -75,7 +75,10 @@ fn admit_snapshot_counts_remaining_tokens_and_reset() {
     assert_eq!(wait_nanos, 0);
     let snapshot = snapshot(tat, 0, &q);
     assert_eq!(snapshot.remaining, 3);
-    assert_eq!(snapshot.reset_nanos, 200 * MS);
+    assert_eq!(snapshot.next_nanos, 100 * MS);
+    // Full: nothing more to come.
+    assert_eq!(super::snapshot(0, 0, &q).next_nanos, 0);
+    assert_eq!(super::snapshot(0, 0, &q).remaining, 5);
 }
 
 #[test]
@@ -254,5 +257,31 @@ proptest! {
                 .is_some_and(|t| t <= MAX_TOLERANCE_NANOS);
         let built = Quota::new(rate, Duration::from_nanos(period_nanos), burst);
         prop_assert_eq!(built.is_ok(), valid, "{:?}", built);
+    }
+}
+
+proptest! {
+    /// `next_nanos` is exactly when one more whole token is there: a client told `t` and
+    /// coming back then finds `r + 1` (never before).
+    #[test]
+    fn the_next_token_comes_exactly_when_the_snapshot_says(
+        rate in 1u32..1_000,
+        period_ms in 1u64..10_000,
+        burst in 1u32..50,
+        owed_parts in 0u64..2_000,
+        now in 0u64..1_000_000_000_000,
+    ) {
+        let q = quota(rate, period_ms, burst);
+        let tat = now + q.interval_nanos() * owed_parts / 20;
+        let before = snapshot(tat, now, &q);
+        prop_assert!(before.remaining <= u64::from(burst));
+        if before.next_nanos == 0 {
+            prop_assert_eq!(before.remaining, u64::from(burst));
+        } else {
+            let at = snapshot(tat, now + before.next_nanos, &q);
+            prop_assert_eq!(at.remaining, before.remaining + 1);
+            let just_before = snapshot(tat, now + before.next_nanos - 1, &q);
+            prop_assert_eq!(just_before.remaining, before.remaining);
+        }
     }
 }
