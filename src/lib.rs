@@ -81,7 +81,11 @@
 #[cfg_attr(docsrs, doc(cfg(any(feature = "timeout", feature = "request-id"))))]
 pub mod context;
 #[cfg(any(feature = "rate-limit", feature = "circuit-breaker"))]
-mod key;
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rate-limit", feature = "circuit-breaker")))
+)]
+pub mod key;
 mod macros;
 #[cfg(any(feature = "circuit-breaker", feature = "fan-out"))]
 mod oneshot;

@@ -326,3 +326,64 @@ fn http_metrics_register_only_what_is_seen() {
         ]
     );
 }
+
+/// Regression: each per-key breaker copied its key into a `name[key]` label, so 200 keys
+/// through `max_keys(4)` left 201 state series (and 1 024 hosts of 60 KB added 125 MB).
+#[test]
+fn keyed_breakers_export_the_layers_series_never_one_per_key() {
+    let seen = record(async {
+        let layer = CircuitBreakerLayer::builder()
+            .name("upstreams")
+            .failure_threshold(1)
+            .with_key(|host: &String| Some(host.clone()))
+            .max_keys(4)
+            .idle_timeout(ms(10))
+            .build()
+            .unwrap();
+        let svc = layer.layer(service_fn(|host: String| async move {
+            Ok::<_, Infallible>(answer(if host.ends_with('7') { 500 } else { 200 }))
+        }));
+        for i in 0..200 {
+            let host = format!("{}-host-{i}", "x".repeat(60_000));
+            let _ = svc.clone().oneshot(host).await;
+            tokio::time::advance(ms(20)).await;
+        }
+    });
+    let breaker_series: Vec<&String> = seen
+        .keys()
+        .filter(|k| k.starts_with("rampart_circuit_breaker"))
+        .collect();
+    assert!(
+        breaker_series.len() <= 12,
+        "{} series: {breaker_series:#?}",
+        breaker_series.len()
+    );
+    assert!(breaker_series.iter().all(|k| !k.contains("host")));
+    assert!(breaker_series.iter().all(|k| k.len() < 200));
+    // Keys ending in 7 failed and opened their breakers; the gauge counts those still held.
+    assert!(matches!(
+        seen.get("rampart_circuit_breaker_open_keys{breaker=upstreams}"),
+        Some(DebugValue::Gauge(open)) if open.0 >= 1.0 && open.0 <= 4.0
+    ));
+}
+
+#[test]
+fn requests_without_a_key_are_counted() {
+    let seen = record(async {
+        let layer = RateLimitLayer::per_second(100)
+            .policy_name("per-peer")
+            .with_key(tower_rampart::key::PeerIp)
+            .build()
+            .unwrap();
+        let svc = layer.layer(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(answer(200))
+        }));
+        for _ in 0..3 {
+            svc.clone().oneshot(Request::new(())).await.unwrap();
+        }
+    });
+    assert!(matches!(
+        seen.get("rampart_rate_limit_missing_key_total{policy=per-peer}"),
+        Some(DebugValue::Counter(3))
+    ));
+}

@@ -750,3 +750,81 @@ async fn a_client_pacing_itself_by_the_advertised_fields_is_never_refused() {
         }
     }
 }
+
+/// Regression: a keyless `PeerIp` (no `ConnectInfo`, or the `axum` feature off) put every
+/// client in one bucket and said so only at WARN. It is an ERROR now, once per limiter.
+#[test]
+fn a_missing_peer_address_is_an_error_once() {
+    let layer = RateLimitLayer::per_second(100)
+        .with_key(PeerIp)
+        .with_clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(service_fn(|_: Request<()>| {
+        std::future::ready(Ok::<_, Infallible>(()))
+    }));
+    let ((), events) = support::capture_events(|| {
+        for _ in 0..3 {
+            support::ready_now(svc.call(Request::new(()))).unwrap();
+        }
+    });
+    let errors: Vec<_> = events
+        .iter()
+        .filter(|(level, _)| *level == tracing::Level::ERROR)
+        .collect();
+    assert_eq!(errors.len(), 1, "{events:?}");
+    assert!(errors[0].1.contains("into_make_service_with_connect_info"));
+}
+
+/// Admitted requests out of `n`, each made by `make(i)`, through a limiter of 20 at once.
+fn admitted_of<K>(key: K, n: u32, make: impl Fn(u32) -> Request<()>) -> u32
+where
+    K: tower_rampart::key::KeyFn<Request<()>>,
+    for<'r> K::Key<'r>: std::fmt::Debug,
+{
+    let layer = RateLimitLayer::per_second(1)
+        .burst(20)
+        .with_key(key)
+        .on_missing_key(MissingKey::Allow)
+        .with_clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(service_fn(|_: Request<()>| {
+        std::future::ready(Ok::<_, Infallible>(()))
+    }));
+    (0..n)
+        .map(|i| u32::from(support::ready_now(svc.call(make(i))).is_ok()))
+        .sum()
+}
+
+/// Regression: `X-Forwarded-For: \xff, 198.51.100.9` from a trusted proxy gave no key, so
+/// with `MissingKey::Allow` the client was unlimited (1 000 of 1 000 admitted).
+#[test]
+fn a_non_ascii_byte_in_the_chain_does_not_unlimit_the_client() {
+    let client_ip = ClientIp::new().trust_proxies(["10.0.0.0/8".parse().unwrap()]);
+    let admitted = admitted_of(client_ip, 1_000, |_| {
+        let mut req = Request::new(());
+        req.headers_mut().insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff, 198.51.100.9").unwrap(),
+        );
+        req.extensions_mut()
+            .insert("10.0.0.1:443".parse::<SocketAddr>().unwrap());
+        req
+    });
+    assert_eq!(admitted, 20);
+}
+
+/// Regression: 1 000 addresses of one /64 got 20 000 admitted where one client gets 20.
+#[test]
+fn one_ipv6_host_rotating_through_its_64_is_one_client() {
+    let peer = |i: u32| {
+        let mut req = Request::new(());
+        let addr = format!("[2001:db8:5:6:{:x}:{:x}::1]:443", i >> 8, i & 0xff);
+        req.extensions_mut()
+            .insert(addr.parse::<SocketAddr>().unwrap());
+        req
+    };
+    assert_eq!(admitted_of(PeerIp, 1_000, peer), 20);
+    assert_eq!(admitted_of(ClientIp::new(), 1_000, peer), 20);
+}

@@ -4,14 +4,14 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::sync::atomic::AtomicUsize;
 
-use foldhash::quality::RandomState;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::key::{KeyFn, PassThrough};
+use crate::key::KeyFn;
+use crate::key::map::{Evict, KeyedMap};
 use crate::sync::{Arc, AtomicU64, Ordering};
 
 use super::state::{Core, OnChange, Policy};
@@ -120,28 +120,57 @@ pub(crate) struct Template<C> {
     pub(crate) epoch: Instant,
 }
 
-impl<C: Clock> Template<C> {
-    pub(crate) fn breaker(&self, name: Cow<'static, str>, lanes: usize) -> Breaker<C> {
-        let core = Core::new(self.policy.clone(), lanes, name, self.on_change.clone());
-        Breaker::new(core, &self.clock, self.epoch, lanes)
+/// Longest key shown in a keyed breaker's events and handle: keys can come from clients.
+const MAX_KEY_LABEL: usize = 64;
+
+/// A key as events show it: its `Debug` form, at most [`MAX_KEY_LABEL`] bytes, printable
+/// ASCII only.
+fn key_label(key: &impl fmt::Debug) -> Box<str> {
+    struct Bounded(String);
+    impl fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for c in s.chars() {
+                if self.0.len() >= MAX_KEY_LABEL {
+                    return Err(fmt::Error);
+                }
+                self.0.push(if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                });
+            }
+            Ok(())
+        }
     }
+    let mut label = Bounded(String::new());
+    let _ = fmt::write(&mut label, format_args!("{key:?}"));
+    label.0.into_boxed_str()
 }
 
 struct Entry<C> {
     breaker: Breaker<C>,
     /// Last call, in ns since the epoch (updated at most once per millisecond).
     last_used: AtomicU64,
+    /// How long without a call makes a closed breaker evictable.
+    idle: u64,
 }
 
-/// The breakers of a keyed layer: one per key, bounded, idle ones evicted lazily.
+impl<C> Evict for Entry<C> {
+    /// Only a closed breaker idle for the idle time goes: an open one remembers that its key
+    /// is failing.
+    fn claim(&self, now: u64) -> bool {
+        now.saturating_sub(self.last_used.load(Ordering::Relaxed)) >= self.idle
+            && self.breaker.core().state() == super::CircuitState::Closed
+    }
+}
+
+/// The breakers of a keyed layer: one per key, bounded, idle ones evicted a shard at a time.
 pub(crate) struct Registry<C> {
-    map: papaya::HashMap<u64, Entry<C>, PassThrough>,
-    len: AtomicU64,
-    max_keys: u64,
+    map: KeyedMap<Entry<C>>,
     idle: u64,
-    next_sweep: AtomicU64,
-    seed: RandomState,
     template: Template<C>,
+    /// Shared by every keyed breaker: their series are the layer's, never one per key.
+    metrics: std::sync::Arc<crate::metrics::Breaker>,
     /// For requests without a key, and for new keys while the registry is full.
     shared: Breaker<C>,
 }
@@ -149,8 +178,7 @@ pub(crate) struct Registry<C> {
 impl<C> fmt::Debug for Registry<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
-            .field("keys", &self.len.load(Ordering::Relaxed))
-            .field("max_keys", &self.max_keys)
+            .field("map", &self.map)
             .finish_non_exhaustive()
     }
 }
@@ -161,14 +189,21 @@ const KEYED_LANES: usize = 1;
 
 impl<C: Clock> Registry<C> {
     pub(crate) fn new(template: Template<C>, max_keys: usize, idle: u64) -> Self {
-        let shared = template.breaker(template.name.clone(), default_lanes());
+        let lanes = default_lanes();
+        let shared_core = Core::new(
+            template.policy.clone(),
+            lanes,
+            template.name.clone(),
+            None,
+            template.on_change.clone(),
+            std::sync::Arc::new(crate::metrics::Breaker::new(template.name.clone())),
+        );
+        let shared = Breaker::new(shared_core, &template.clock, template.epoch, lanes);
         Self {
-            map: papaya::HashMap::builder().hasher(PassThrough).build(),
-            len: AtomicU64::new(0),
-            max_keys: max_keys as u64,
+            // Every breaker is checked for idleness about four times per idle time.
+            map: KeyedMap::new(max_keys as u64, idle / 4),
             idle,
-            next_sweep: AtomicU64::new(0),
-            seed: RandomState::default(),
+            metrics: std::sync::Arc::new(crate::metrics::Breaker::keyed(template.name.clone())),
             template,
             shared,
         }
@@ -178,23 +213,21 @@ impl<C: Clock> Registry<C> {
         &self.shared
     }
 
-    pub(crate) fn hash<K: Hash>(&self, key: &K) -> u64 {
-        self.seed.hash_one(key)
+    pub(crate) fn hash<K: Hash + ?Sized>(&self, key: &K) -> u64 {
+        self.map.hash(key)
     }
 
     pub(crate) fn len(&self) -> u64 {
-        self.len.load(Ordering::Relaxed)
+        self.map.len()
     }
 
     /// The breaker of `key` (hashed), if one exists.
     pub(crate) fn get(&self, hash: u64) -> Option<Arc<Core>> {
-        self.map
-            .pin()
-            .get(&hash)
-            .map(|entry| Arc::clone(entry.breaker.core()))
+        self.map.get(hash, |entry| Arc::clone(entry.breaker.core()))
     }
 
-    /// Runs `f` with the lane of `key`'s breaker, creating the breaker if needed.
+    /// Runs `f` with the lane of `key`'s breaker, creating the breaker if needed; with the
+    /// shared breaker's when the registry is full.
     pub(crate) fn with_lane<R>(
         &self,
         key: impl Hash + fmt::Debug,
@@ -202,68 +235,39 @@ impl<C: Clock> Registry<C> {
     ) -> R {
         let hash = self.hash(&key);
         let now = self.template.clock.nanos_since(self.template.epoch);
-        let map = self.map.pin();
-        if let Some(entry) = map.get(&hash) {
+        let make = || {
+            let core = Core::new(
+                self.template.policy.clone(),
+                KEYED_LANES,
+                self.template.name.clone(),
+                Some(key_label(&key)),
+                self.template.on_change.clone(),
+                std::sync::Arc::clone(&self.metrics),
+            );
+            Entry {
+                breaker: Breaker::new(core, &self.template.clock, self.template.epoch, KEYED_LANES),
+                last_used: AtomicU64::new(now),
+                idle: self.idle,
+            }
+        };
+        let mut f = Some(f);
+        let found = self.map.with(hash, now, make, |entry| {
             let last = entry.last_used.load(Ordering::Relaxed);
             if now.saturating_sub(last) >= 1_000_000 {
                 entry.last_used.store(now, Ordering::Relaxed);
             }
-            return f(entry.breaker.lane());
-        }
-        self.maybe_sweep(now);
-        if !self.reserve() {
-            // Full: new keys share the shared breaker until a sweep makes room. (Sweeping
-            // here, on every new key, would let a flood of new keys scan the map each time.)
-            return f(self.shared.lane());
-        }
-        let created = map.try_insert_with(hash, || Entry {
-            breaker: self.template.breaker(
-                Cow::Owned(format!("{}[{key:?}]", self.template.name)),
-                KEYED_LANES,
-            ),
-            last_used: AtomicU64::new(now),
+            let f = f
+                .take()
+                .expect("called once: the breaker entry is never claimed mid-call");
+            Some(f(entry.breaker.lane()))
         });
-        let entry = created.unwrap_or_else(|existing| {
-            // Another request created it first.
-            self.len.fetch_sub(1, Ordering::Relaxed);
-            existing
-        });
-        f(entry.breaker.lane())
-    }
-
-    fn reserve(&self) -> bool {
-        self.len
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |len| {
-                (len < self.max_keys).then_some(len + 1)
-            })
-            .is_ok()
-    }
-
-    /// Drops closed breakers idle for the idle time. Runs at most once per quarter of the
-    /// idle time, from the call of a new key.
-    fn maybe_sweep(&self, now: u64) {
-        let due = self.next_sweep.load(Ordering::Relaxed);
-        let next = now.saturating_add(self.idle / 4);
-        if now < due
-            || self
-                .next_sweep
-                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        let removed = AtomicU64::new(0);
-        self.map.pin().retain(|_, entry| {
-            let idle = now.saturating_sub(entry.last_used.load(Ordering::Relaxed)) >= self.idle;
-            let closed = entry.breaker.core().state() == super::CircuitState::Closed;
-            let evict = idle && closed;
-            if evict {
-                removed.fetch_add(1, Ordering::Relaxed);
+        match found {
+            Ok(result) => result,
+            Err(()) => {
+                let f = f.take().expect("not called when the map is full");
+                f(self.shared.lane())
             }
-            !evict
-        });
-        self.len
-            .fetch_sub(removed.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 }
 
@@ -347,43 +351,6 @@ where
         match self.key.key(req) {
             Some(key) => self.registry.with_lane(key, f),
             None => f(self.registry.shared().lane()),
-        }
-    }
-}
-
-/// The upstream's authority (`host:port`) of an outbound `http::Request`: one breaker per
-/// backend on a client stack.
-///
-/// Read from the URI's authority, else from the `Host` header. A request with neither uses
-/// the layer's shared breaker.
-///
-/// ```
-/// use tower_rampart::circuit_breaker::{CircuitBreakerLayer, UpstreamHost};
-/// use tower_rampart::circuit_breaker::KeyFn;
-///
-/// let request = http::Request::get("http://billing.internal:8080/charge").body(()).unwrap();
-/// assert_eq!(UpstreamHost.key(&request), Some("billing.internal:8080"));
-///
-/// let layer = CircuitBreakerLayer::builder().with_key(UpstreamHost).build()?;
-/// # let _ = layer;
-/// # Ok::<(), tower_rampart::ConfigError>(())
-/// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UpstreamHost;
-
-impl<B> KeyFn<http::Request<B>> for UpstreamHost {
-    type Key<'r>
-        = &'r str
-    where
-        B: 'r;
-
-    fn key<'r>(&self, req: &'r http::Request<B>) -> Option<&'r str> {
-        match req.uri().authority() {
-            Some(authority) => Some(authority.as_str()),
-            None => req
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|host| host.to_str().ok()),
         }
     }
 }

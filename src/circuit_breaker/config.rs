@@ -704,7 +704,8 @@ impl<Cl, F, C> CircuitBreakerBuilder<(), Cl, F, C> {
         let policy = self.policy()?;
         let lanes = default_lanes();
         let s = self.settings;
-        let core = Core::new(policy, lanes, s.name, s.on_change);
+        let metrics = std::sync::Arc::new(crate::metrics::Breaker::new(s.name.clone()));
+        let core = Core::new(policy, lanes, s.name, None, s.on_change, metrics);
         let breaker = Breaker::new(core, &self.clock, self.clock.epoch(), lanes);
         Ok(CircuitBreakerLayer::from_parts(
             Single {

@@ -133,7 +133,8 @@ mod window;
 pub mod future;
 
 pub use crate::key::KeyFn;
-pub use breaker::{Keyed, Select, Single, UpstreamHost};
+pub use crate::key::UpstreamHost;
+pub use breaker::{Keyed, Select, Single};
 pub use classify::{Classify, ErrorsFail, HttpClassifier, Outcome};
 pub use config::{ByKey, CircuitBreakerBuilder};
 pub use fallback::{Fallback, FallbackFn, FallbackService, Oneshot, Reject};

@@ -113,6 +113,7 @@ where
                 Admission::Reject { retry_after } => {
                     tracing::debug!(
                         breaker.name = %core.name(),
+                        breaker.key = core.key(),
                         breaker.retry_after_ms = retry_after / 1_000_000,
                         "circuit breaker rejected a call"
                     );

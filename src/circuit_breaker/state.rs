@@ -126,17 +126,38 @@ impl fmt::Display for CircuitState {
 #[derive(Clone, Copy, Debug)]
 pub struct Transition<'a> {
     name: &'a str,
+    key: Option<&'a str>,
     from: CircuitState,
     to: CircuitState,
     open_for: Option<Duration>,
 }
 
 impl Transition<'_> {
-    /// The breaker's name (with the key, for a keyed breaker).
+    /// The breaker's name: the layer's, for every breaker of a keyed layer.
     ///
     /// See [`Transition`] for an example.
     pub const fn name(&self) -> &str {
         self.name
+    }
+
+    /// The key of a keyed layer's breaker, as its `Debug` form cut to 64 printable bytes;
+    /// `None` for an unkeyed breaker and a keyed layer's shared one.
+    ///
+    /// ```
+    /// use tower_rampart::circuit_breaker::CircuitBreakerLayer;
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let keys = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&keys);
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .on_state_change(move |t| seen.lock().unwrap().push(t.key().map(str::to_owned)))
+    ///     .build()?;
+    /// layer.handle().force_open();
+    /// assert_eq!(*keys.lock().unwrap(), [None]);
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub const fn key(&self) -> Option<&str> {
+        self.key
     }
 
     /// The state left.
@@ -437,14 +458,18 @@ pub(crate) struct Core {
     plain_success: bool,
     policy: Policy,
     name: Cow<'static, str>,
+    /// The key of a keyed breaker, bounded and printable, for events and handles.
+    key: Option<Box<str>>,
     on_change: Option<OnChange>,
-    metrics: crate::metrics::Breaker,
+    /// Shared by all the breakers of a keyed layer, so that series never multiply per key.
+    metrics: Arc<crate::metrics::Breaker>,
 }
 
 impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Core")
             .field("name", &self.name)
+            .field("key", &self.key)
             .field("state", &self.state())
             .field("policy", &self.policy)
             .finish_non_exhaustive()
@@ -456,7 +481,9 @@ impl Core {
         policy: Policy,
         lanes: usize,
         name: Cow<'static, str>,
+        key: Option<Box<str>>,
         on_change: Option<OnChange>,
+        metrics: Arc<crate::metrics::Breaker>,
     ) -> Self {
         let lanes = lanes.max(1).next_power_of_two();
         let (count, time) = match (policy.rated(), policy.window) {
@@ -478,14 +505,19 @@ impl Core {
             counters: (0..lanes).map(|_| Counters::default()).collect(),
             plain_success,
             policy,
-            metrics: crate::metrics::Breaker::new(name.clone()),
+            metrics,
             name,
+            key,
             on_change,
         }
     }
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// Whether calls need their start time (slow-call detection).
@@ -657,6 +689,7 @@ impl Core {
         self.publish(next.generation(), now.saturating_add(open_for));
         tracing::warn!(
             breaker.name = %self.name,
+                breaker.key = self.key.as_deref(),
             breaker.from = word.phase().as_str(),
             breaker.to = "open",
             breaker.reason = reason,
@@ -675,24 +708,28 @@ impl Core {
         match to {
             CircuitState::HalfOpen => tracing::info!(
                 breaker.name = %self.name,
+                breaker.key = self.key.as_deref(),
                 breaker.from = from.as_str(),
                 breaker.to = to.as_str(),
                 "circuit half-open"
             ),
             CircuitState::Closed => tracing::info!(
                 breaker.name = %self.name,
+                breaker.key = self.key.as_deref(),
                 breaker.from = from.as_str(),
                 breaker.to = to.as_str(),
                 "circuit closed"
             ),
             CircuitState::Open | CircuitState::ForcedOpen => tracing::warn!(
                 breaker.name = %self.name,
+                breaker.key = self.key.as_deref(),
                 breaker.from = from.as_str(),
                 breaker.to = to.as_str(),
                 "circuit opened"
             ),
             CircuitState::Disabled => tracing::info!(
                 breaker.name = %self.name,
+                breaker.key = self.key.as_deref(),
                 breaker.from = from.as_str(),
                 breaker.to = to.as_str(),
                 "circuit disabled"
@@ -710,10 +747,14 @@ impl Core {
             CircuitState::ForcedOpen => 3.0,
             CircuitState::Disabled => 4.0,
         };
-        self.metrics.transition(from.as_str(), to.as_str(), level);
+        let open =
+            |state: CircuitState| !matches!(state, CircuitState::Closed | CircuitState::Disabled);
+        self.metrics
+            .transition(from.as_str(), to.as_str(), level, (open(from), open(to)));
         if let Some(on_change) = &self.on_change {
             on_change(&Transition {
                 name: &self.name,
+                key: self.key.as_deref(),
                 from,
                 to,
                 open_for,

@@ -10,11 +10,13 @@
 //! | name | kind | labels | when |
 //! |---|---|---|---|
 //! | `rampart_rate_limit_requests_total` | counter | `policy`, `outcome` = `admitted` / `delayed` / `rejected` | every decision; in shadow mode a request the limit refuses still goes through and counts as `rejected` |
+//! | `rampart_rate_limit_missing_key_total` | counter | `policy` | a keyed limiter met a request with no key (for `PeerIp`: no peer address, see [`key`](crate::key)) |
 //! | `rampart_rate_limit_retry_after_seconds` | histogram | `policy` | every rejection: the wait it announces |
 //! | `rampart_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success` / `failure` / `ignored` | every completed call |
 //! | `rampart_circuit_breaker_rejected_total` | counter | `breaker` | every call refused |
 //! | `rampart_circuit_breaker_transitions_total` | counter | `breaker`, `from`, `to` | every state change |
-//! | `rampart_circuit_breaker_state` | gauge | `breaker` | 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled |
+//! | `rampart_circuit_breaker_state` | gauge | `breaker` | 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled (a keyed layer: its shared breaker) |
+//! | `rampart_circuit_breaker_open_keys` | gauge | `breaker` | a keyed layer: how many of its per-key breakers are not closed |
 //! | `rampart_timeout_expired_total` | counter | `side` = `server` / `client` | a deadline passed during a call |
 //! | `rampart_timeout_budget_spent_total` | counter | `side` = `server` / `client` | a call refused before it started: no budget left |
 //! | `rampart_fan_out_degraded_total` | counter | `part`, `status` (`timed_out`, `rejected`, `failed`, `cancelled`) | a part did not answer, or was dropped when an essential part failed |
@@ -24,9 +26,10 @@
 //! | `rampart_http_requests_total` | counter | `method`, `status` (`2xx`…`5xx`, `error`) | every request through an [`HttpMetricsLayer`] |
 //! | `rampart_http_request_duration_seconds` | histogram | `method`, `status` | the same, time to the response head |
 //!
-//! A per-key breaker is labelled `name[key]` (for example `upstream[10.0.0.7:80]`), so its
-//! series are bounded by the breaker's `max_keys` (default 1 024); no label carries a
-//! rate-limit key or a client address.
+//! The per-key breakers of a keyed layer count into the layer's own series (label `breaker`
+//! = the layer's name), so a keyed layer exports the same handful of series whatever its
+//! number of keys; their keys appear only in DEBUG/INFO/WARN events (`breaker.key`, cut to
+//! 64 printable bytes). No label carries a key or a client address.
 
 #[cfg(feature = "metrics")]
 mod enabled {
@@ -44,6 +47,7 @@ mod enabled {
         admitted: Counter,
         delayed: Counter,
         rejected: Counter,
+        missing_key: Counter,
         retry_after: Histogram,
     }
 
@@ -55,6 +59,7 @@ mod enabled {
                 admitted: requests("admitted"),
                 delayed: requests("delayed"),
                 rejected: requests("rejected"),
+                missing_key: counter!("rampart_rate_limit_missing_key_total", "policy" => policy.clone()),
                 retry_after: histogram!("rampart_rate_limit_retry_after_seconds", "policy" => policy.clone()),
             }
         }
@@ -67,6 +72,11 @@ mod enabled {
         #[inline]
         pub(crate) fn delayed(&self) {
             self.delayed.increment(1);
+        }
+
+        #[inline]
+        pub(crate) fn missing_key(&self) {
+            self.missing_key.increment(1);
         }
 
         pub(crate) fn rejected(&self, retry_after: Duration) {
@@ -84,21 +94,43 @@ mod enabled {
         failure: Counter,
         ignored: Counter,
         rejected: Counter,
-        state: Gauge,
+        /// The breaker's state, or for the breakers of a keyed layer how many are not
+        /// closed: one series per layer, whatever the number of keys.
+        level: Level,
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    #[derive(Debug)]
+    enum Level {
+        State(Gauge),
+        OpenKeys(Gauge),
     }
 
     #[cfg(feature = "circuit-breaker")]
     impl Breaker {
+        /// The handles of one breaker, with its state gauge.
         pub(crate) fn new(name: Cow<'static, str>) -> Self {
-            let calls = |outcome: &'static str| counter!("rampart_circuit_breaker_calls_total", "breaker" => name.clone(), "outcome" => outcome);
             let state = gauge!("rampart_circuit_breaker_state", "breaker" => name.clone());
             state.set(0.0);
+            Self::with_level(name, Level::State(state))
+        }
+
+        /// The handles shared by every per-key breaker of a keyed layer: their calls count
+        /// in the layer's series, and a gauge counts the keys whose breaker is not closed.
+        pub(crate) fn keyed(name: Cow<'static, str>) -> Self {
+            let open = gauge!("rampart_circuit_breaker_open_keys", "breaker" => name.clone());
+            open.set(0.0);
+            Self::with_level(name, Level::OpenKeys(open))
+        }
+
+        fn with_level(name: Cow<'static, str>, level: Level) -> Self {
+            let calls = |outcome: &'static str| counter!("rampart_circuit_breaker_calls_total", "breaker" => name.clone(), "outcome" => outcome);
             Self {
                 success: calls("success"),
                 failure: calls("failure"),
                 ignored: calls("ignored"),
                 rejected: counter!("rampart_circuit_breaker_rejected_total", "breaker" => name.clone()),
-                state,
+                level,
                 name,
             }
         }
@@ -123,13 +155,28 @@ mod enabled {
             self.rejected.increment(1);
         }
 
-        pub(crate) fn transition(&self, from: &'static str, to: &'static str, level: f64) {
+        /// A change from `from` to `to` (whose state gauge level is `level`); `open` says
+        /// whether each side counts as not closed.
+        pub(crate) fn transition(
+            &self,
+            from: &'static str,
+            to: &'static str,
+            level: f64,
+            open: (bool, bool),
+        ) {
             counter!(
                 "rampart_circuit_breaker_transitions_total",
                 "breaker" => self.name.clone(), "from" => from, "to" => to
             )
             .increment(1);
-            self.state.set(level);
+            match &self.level {
+                Level::State(state) => state.set(level),
+                Level::OpenKeys(gauge) => match open {
+                    (false, true) => gauge.increment(1.0),
+                    (true, false) => gauge.decrement(1.0),
+                    _ => {}
+                },
+            }
         }
     }
 
@@ -222,11 +269,19 @@ mod disabled {
     }
 
     noop!(#[cfg(feature = "rate-limit")] RateLimit (std::borrow::Cow<'static, str>) {
-        admitted(), delayed(), rejected(std::time::Duration)
+        admitted(), delayed(), missing_key(), rejected(std::time::Duration)
     });
     noop!(#[cfg(feature = "circuit-breaker")] Breaker (std::borrow::Cow<'static, str>) {
-        success(), failure(), ignored(), rejected(), transition(&'static str, &'static str, f64)
+        success(), failure(), ignored(), rejected(), transition(&'static str, &'static str, f64, (bool, bool))
     });
+
+    #[cfg(feature = "circuit-breaker")]
+    impl Breaker {
+        #[inline(always)]
+        pub(crate) fn keyed(_: std::borrow::Cow<'static, str>) -> Self {
+            Self
+        }
+    }
     noop!(#[cfg(feature = "request-id")] RequestIds () {
         accepted(), generated(), traceparent(), rejected()
     });

@@ -1,7 +1,6 @@
 //! The state one limiter shares across every clone and every route: quota, store, clock,
 //! and the flags behind its once-per-transition events.
 
-use foldhash::quality::RandomState;
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -28,9 +27,19 @@ pub(crate) enum Mode {
 
 /// What happens to a request from which no key can be extracted.
 ///
-/// Never a 500 and never a panic. The first such request of a limiter is logged once at WARN,
-/// because it usually means a misconfiguration (a server started without `ConnectInfo`, a
-/// proxy not trusted).
+/// Never a 500 and never a panic. The first such request of a limiter is logged once at
+/// ERROR, and every one is counted in `rampart_rate_limit_missing_key_total` (with the
+/// `metrics` feature), because it almost always means a misconfiguration: a server started
+/// with `axum::serve(listener, app)` instead of
+/// `app.into_make_service_with_connect_info::<SocketAddr>()`, this crate's `axum` feature
+/// turned off, or a header key a client did not send.
+///
+/// The default is [`Shared`](Self::Shared), also for [`PeerIp`](crate::key::PeerIp):
+/// a missing peer address is a deployment mistake that hits every request at once, and
+/// refusing would turn it into a full outage answered with misleading 429s that make well
+/// behaved clients back off. Sharing keeps the service answering at one client's quota
+/// while the ERROR and the counter say what to fix. Choose [`Reject`](Self::Reject) where
+/// a keyless request must never get through (an API key limiter, for instance).
 ///
 /// ```
 /// use tower_rampart::rate_limit::{MissingKey, PeerIp, RateLimitLayer};
@@ -172,7 +181,6 @@ pub(crate) struct Limiter<C> {
     pub(crate) missing: MissingKey,
     pub(crate) policy: Cow<'static, str>,
     pub(crate) store: Store,
-    seed: RandomState,
     pub(crate) clock: C,
     epoch: Instant,
     /// Set while the limiter is refusing; cleared after `quiet_nanos` without a refusal.
@@ -203,7 +211,6 @@ impl<C: Clock> Limiter<C> {
             missing,
             policy,
             store: Store::new(max_keys, nanos(sweep_every)),
-            seed: RandomState::default(),
             clock,
             epoch,
             rejecting: AtomicBool::new(false),
@@ -246,7 +253,7 @@ impl<C: Clock> Limiter<C> {
             Mode::Wait(max) => max,
             Mode::Reject | Mode::Shadow => 0,
         };
-        let bucketing = partition.bucketing(req, &self.seed);
+        let bucketing = partition.bucketing(req, self.store.seed());
         match bucketing {
             Bucketing::Global => {
                 self.decide_shared(mode, bucketing, now, cost, max_wait, with_state)
@@ -268,7 +275,8 @@ impl<C: Clock> Limiter<C> {
                 self.conclude(mode, decision, slot, &quota, at, with_state)
             }
             Bucketing::Missing => {
-                self.warn_missing_key_once();
+                self.metrics.missing_key();
+                self.report_missing_key_once();
                 match self.missing {
                     MissingKey::Shared => {
                         self.decide_shared(mode, bucketing, now, cost, max_wait, with_state)
@@ -381,7 +389,7 @@ impl<C: Clock> Limiter<C> {
         if cost == 0 {
             return Duration::ZERO;
         }
-        let bucketing = partition.bucketing(req, &self.seed);
+        let bucketing = partition.bucketing(req, self.store.seed());
         let peeked = match bucketing {
             Bucketing::Global => self.store.peek_shared(now, cost, &self.quota),
             Bucketing::Key(hash) => self.store.peek_keyed(hash, now, cost),
@@ -469,14 +477,20 @@ impl<C: Clock> Limiter<C> {
         }
     }
 
-    fn warn_missing_key_once(&self) {
+    /// An ERROR, once per limiter: a missing key is almost always a deployment mistake
+    /// (every request lacks it), and one that silently merges all clients into one bucket.
+    #[cold]
+    fn report_missing_key_once(&self) {
         if !self.warned_missing_key.load(Ordering::Relaxed)
             && !self.warned_missing_key.swap(true, Ordering::Relaxed)
         {
-            tracing::warn!(
+            tracing::error!(
                 rate_limit.policy = %self.policy,
                 rate_limit.on_missing_key = ?self.missing,
-                "rate limit key missing from a request; for PeerIp serve with ConnectInfo and enable the `axum` feature, for ClientIp check the trusted proxies"
+                "rate limit key missing from a request; PeerIp and ClientIp need the peer address: \
+                 serve axum with into_make_service_with_connect_info::<SocketAddr>() \
+                 (and keep this crate's `axum` feature on), or insert a SocketAddr extension \
+                 from a hyper server; counted in rampart_rate_limit_missing_key_total"
             );
         }
     }

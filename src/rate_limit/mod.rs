@@ -106,13 +106,11 @@ mod store;
 
 pub mod future;
 
+pub use crate::key::{ClientIp, ForwardedHeader, HeaderKey, PeerIp};
 pub use config::RateLimitBuilder;
 pub use gcra::Quota;
 pub use headers::{NoHeaders, RateLimitHeaders, ResponseHeaders, WithPolicy};
-pub use key::{
-    Bucketing, ClientIp, ForwardedHeader, Global, HeaderKey, KeyFn, Keyed, Partition, PeerIp,
-    WithCost, WithQuota,
-};
+pub use key::{Bucketing, Global, KeyFn, Keyed, Partition, WithCost, WithQuota};
 pub use layer::RateLimitLayer;
 pub use limiter::{Admitted, MissingKey};
 pub use service::RateLimit;

@@ -5,9 +5,10 @@
 //! in-memory store is synchronous, lock-free and allocation-free except when a new key is
 //! inserted.
 
-use crate::sync::{AtomicU64, Ordering};
+use foldhash::quality::RandomState;
 
-use crate::key::PassThrough;
+use crate::key::map::{Evict, KeyedMap};
+use crate::sync::{AtomicU64, Ordering};
 
 use super::gcra::{self, Decision, Quota};
 
@@ -99,6 +100,14 @@ struct Entry {
     quota: Quota,
 }
 
+impl Evict for Entry {
+    /// A bucket that is full again is the same as an absent one: tombstone it, so that a
+    /// concurrent decision sees the tombstone and starts afresh instead of being lost.
+    fn claim(&self, now: u64) -> bool {
+        self.bucket.try_tombstone(now)
+    }
+}
+
 /// Which bucket a decision used, so a cancelled reservation can find it again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Slot {
@@ -118,25 +127,22 @@ struct Padded(Bucket);
 #[derive(Debug)]
 pub(crate) struct Store {
     shared: Padded,
-    keys: papaya::HashMap<u64, Entry, PassThrough>,
-    /// Number of keyed buckets, reserved before insertion so the cap is exact.
-    len: AtomicU64,
-    max_keys: u64,
-    /// Earliest time (ns since epoch) at which the next eviction sweep may run.
-    next_sweep: AtomicU64,
-    sweep_every: u64,
+    keys: KeyedMap<Entry>,
 }
 
 impl Store {
+    /// A store of at most `max_keys` keyed buckets, all of them checked for idleness once
+    /// per `sweep_every` nanoseconds, a shard at a time.
     pub(crate) fn new(max_keys: u64, sweep_every: u64) -> Self {
         Self {
             shared: Padded(Bucket::new()),
-            keys: papaya::HashMap::builder().hasher(PassThrough).build(),
-            len: AtomicU64::new(0),
-            max_keys,
-            next_sweep: AtomicU64::new(0),
-            sweep_every,
+            keys: KeyedMap::new(max_keys, sweep_every),
         }
+    }
+
+    /// The seed keys are hashed with.
+    pub(crate) fn seed(&self) -> &RandomState {
+        self.keys.seed()
     }
 
     /// Decides against the shared bucket.
@@ -173,35 +179,22 @@ impl Store {
         shared_quota: &Quota,
         max_wait: u64,
     ) -> (Slot, Quota, Decision) {
-        let keys = self.keys.pin();
-        loop {
-            if let Some(entry) = keys.get(&key) {
-                match entry.bucket.decide(now, cost, &entry.quota, max_wait) {
-                    Some(decision) => return (Slot::Key(key), entry.quota, decision),
-                    None => {
-                        // Evicted under us: clear the tombstone and start afresh. Whoever
-                        // removes the entry releases its slot.
-                        self.remove_tombstoned(&keys, key);
-                        continue;
-                    }
-                }
-            }
-            if !self.reserve_slot(now) {
-                return (
-                    Slot::Shared,
-                    *shared_quota,
-                    self.decide_shared(now, cost, shared_quota, max_wait),
-                );
-            }
-            let fresh = Entry {
-                bucket: Bucket::new(),
-                quota: quota(),
-            };
-            if keys.try_insert(key, fresh).is_err() {
-                // Another request inserted it first: give the slot back and use theirs.
-                self.len.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
+        let fresh = || Entry {
+            bucket: Bucket::new(),
+            quota: quota(),
+        };
+        let decided = self.keys.with(key, now, fresh, |entry| {
+            // `None` when tombstoned: the map replaces the entry and asks again.
+            let decision = entry.bucket.decide(now, cost, &entry.quota, max_wait)?;
+            Some((Slot::Key(key), entry.quota, decision))
+        });
+        decided.unwrap_or_else(|()| {
+            (
+                Slot::Shared,
+                *shared_quota,
+                self.decide_shared(now, cost, shared_quota, max_wait),
+            )
+        })
     }
 
     /// Nanoseconds until `cost` would be admitted by the shared bucket; commits nothing.
@@ -212,9 +205,8 @@ impl Store {
     /// Nanoseconds until `cost` would be admitted for `key`; an absent key is ready now.
     pub(crate) fn peek_keyed(&self, key: u64, now: u64, cost: u32) -> u64 {
         self.keys
-            .pin()
-            .get(&key)
-            .map_or(0, |entry| entry.bucket.peek(now, cost, &entry.quota))
+            .get(key, |entry| entry.bucket.peek(now, cost, &entry.quota))
+            .unwrap_or(0)
     }
 
     /// Gives a cancelled wait-mode reservation back (see [`Bucket::refund`]).
@@ -222,79 +214,15 @@ impl Store {
         match slot {
             Slot::Shared => self.shared.0.refund(reserved, increment),
             Slot::Key(key) => {
-                if let Some(entry) = self.keys.pin().get(&key) {
-                    entry.bucket.refund(reserved, increment);
-                }
+                self.keys
+                    .get(key, |entry| entry.bucket.refund(reserved, increment));
             }
         }
     }
 
     /// Number of keyed buckets held.
     pub(crate) fn key_count(&self) -> u64 {
-        self.len.load(Ordering::Relaxed)
-    }
-
-    /// Takes one of the `max_keys` slots, sweeping idle keys first when all are taken.
-    fn reserve_slot(&self, now: u64) -> bool {
-        if self.try_take_slot() {
-            return true;
-        }
-        self.maybe_sweep(now);
-        self.try_take_slot()
-    }
-
-    fn try_take_slot(&self) -> bool {
-        let mut len = self.len.load(Ordering::Relaxed);
-        while len < self.max_keys {
-            match self
-                .len
-                .compare_exchange_weak(len, len + 1, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return true,
-                Err(actual) => len = actual,
-            }
-        }
-        false
-    }
-
-    /// Removes `key` if its bucket is tombstoned, releasing its slot if this call removed it.
-    fn remove_tombstoned(
-        &self,
-        keys: &papaya::HashMapRef<'_, u64, Entry, PassThrough, impl papaya::Guard>,
-        key: u64,
-    ) {
-        let removed = keys.remove_if(&key, |_, e| {
-            e.bucket.tat.load(Ordering::Relaxed) == TOMBSTONE
-        });
-        if matches!(removed, Ok(Some(_))) {
-            self.len.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Removes every key whose bucket is full again at `now` (indistinguishable from an
-    /// absent key). At most one caller sweeps per `sweep_every`, so the O(keys) cost is
-    /// amortised over the calls in between.
-    fn maybe_sweep(&self, now: u64) {
-        let due = self.next_sweep.load(Ordering::Relaxed);
-        if now < due
-            || self
-                .next_sweep
-                .compare_exchange(
-                    due,
-                    now.saturating_add(self.sweep_every),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-        {
-            return;
-        }
-        let keys = self.keys.pin();
-        for (key, entry) in keys.iter() {
-            if entry.bucket.try_tombstone(now) {
-                self.remove_tombstoned(&keys, *key);
-            }
-        }
+        self.keys.len()
     }
 }
 
@@ -342,14 +270,9 @@ mod tests {
         let store = Store::new(1, 0);
         let q = quota();
         store.decide_keyed(1, 0, 2, quota, &q, 0);
-        assert!(
-            store
-                .keys
-                .pin()
-                .get(&1)
-                .unwrap()
-                .bucket
-                .try_tombstone(u64::MAX - 1)
+        assert_eq!(
+            store.keys.get(1, |e| e.bucket.try_tombstone(u64::MAX - 1)),
+            Some(true)
         );
         let (slot, _, d) = store.decide_keyed(1, 0, 2, quota, &q, 0);
         assert_eq!(slot, Slot::Key(1));

@@ -1,6 +1,10 @@
 //! Loom models of the breaker's atomics: every interleaving of two threads.
 
 use super::*;
+
+fn metrics() -> std::sync::Arc<crate::metrics::Breaker> {
+    std::sync::Arc::new(crate::metrics::Breaker::new(Cow::Borrowed("loom")))
+}
 use crate::sync::Arc;
 
 const SEC: u64 = 1_000_000_000;
@@ -23,7 +27,14 @@ fn policy(consecutive: u64) -> Policy {
 }
 
 fn open_core() -> Arc<Core> {
-    let core = Arc::new(Core::new(policy(1), 2, Cow::Borrowed("loom"), None));
+    let core = Arc::new(Core::new(
+        policy(1),
+        2,
+        Cow::Borrowed("loom"),
+        None,
+        None,
+        metrics(),
+    ));
     let Admission::Admit(ticket) = core.admit(0, None, || 0) else {
         panic!("closed breakers admit");
     };
@@ -68,7 +79,14 @@ fn loom_a_released_probe_slot_is_taken_at_most_once() {
 #[test]
 fn loom_concurrent_failures_trip_once() {
     loom::model(|| {
-        let core = Arc::new(Core::new(policy(2), 2, Cow::Borrowed("loom"), None));
+        let core = Arc::new(Core::new(
+            policy(2),
+            2,
+            Cow::Borrowed("loom"),
+            None,
+            None,
+            metrics(),
+        ));
         let tickets = [0, 1].map(|lane| match core.admit(lane, None, || 0) {
             Admission::Admit(ticket) => ticket,
             Admission::Reject { .. } => panic!("closed breakers admit"),

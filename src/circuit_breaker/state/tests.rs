@@ -24,8 +24,12 @@ fn policy() -> Policy {
     }
 }
 
+fn metrics() -> Arc<crate::metrics::Breaker> {
+    Arc::new(crate::metrics::Breaker::new(Cow::Borrowed("test")))
+}
+
 fn core(policy: Policy) -> Core {
-    Core::new(policy, 2, Cow::Borrowed("test"), None)
+    Core::new(policy, 2, Cow::Borrowed("test"), None, None, metrics())
 }
 
 /// Admits a call at `now` and records `outcome` at once; `None` if rejected.
@@ -351,9 +355,11 @@ fn transitions_reach_the_callback() {
         policy(),
         1,
         Cow::Borrowed("cb"),
+        None,
         Some(Arc::new(move |t: &Transition<'_>| {
             log.lock().unwrap().push((t.from(), t.to(), t.open_for()));
         })),
+        metrics(),
     );
     trip(&core, 0);
     call(&core, 10 * SEC, Outcome::Success).unwrap();

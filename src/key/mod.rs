@@ -1,15 +1,43 @@
 //! Keys of keyed layers: the [`KeyFn`] trait shared by the rate limiter and the circuit
-//! breaker, and the hasher of their maps.
+//! breaker, and the built-in extractors.
+//!
+//! | extractor | key | for |
+//! |---|---|---|
+//! | [`PeerIp`] | the TCP peer's address, IPv6 per /64 | servers reached directly |
+//! | [`ClientIp`] | the client behind trusted proxies, IPv6 per /64 | servers behind a load balancer |
+//! | [`HeaderKey`] | a header's value (an API key, a tenant) | authenticated APIs |
+//! | [`UpstreamHost`] | the request's `host:port` | client stacks, one breaker per backend |
+//! | a closure `Fn(&Req) -> Option<K>` | anything `Hash` | everything else |
 //!
 //! Keyed layers keep a 64-bit seeded hash of each key, never the key itself, so a key that
-//! borrows from the request costs no allocation per request.
+//! borrows from the request costs no allocation per request and a long key costs no memory.
+//! Each keyed layer holds at most `max_keys` keys; idle ones are evicted a little at a time
+//! inside normal calls, with no background task.
+//!
+//! # Which feature and which serve call
+//!
+//! [`PeerIp`] (and [`ClientIp`], which starts from the peer) reads the peer address from
+//! axum's `ConnectInfo<SocketAddr>`, which needs this crate's `axum` feature (on by default)
+//! and `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`, or
+//! from a `SocketAddr` request extension that a hyper server inserts itself. Without one of
+//! them no request has a key: the layer logs an ERROR once, counts
+//! `rampart_rate_limit_missing_key_total`, and applies its
+//! [`MissingKey`](crate::rate_limit::MissingKey) policy.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
+mod header;
+mod ip;
+pub(crate) mod map;
+
+pub use header::{HeaderKey, MAX_AUTHORITY_LEN, UpstreamHost};
+pub use ip::{ClientIp, ForwardedHeader, PeerIp};
+
 /// Extracts the key of a request: the client of a rate limiter, the backend of a circuit breaker.
 ///
-/// Implemented for closures `Fn(&Req) -> Option<K>` with `K: Hash`, and by `rate_limit`'s `PeerIp`,
-/// `ClientIp` and `HeaderKey`, and `circuit_breaker`'s `UpstreamHost`, for `http::Request`s. The key may borrow from the request.
+/// Implemented for closures `Fn(&Req) -> Option<K>` with `K: Hash`, and by [`PeerIp`],
+/// [`ClientIp`], [`HeaderKey`] and [`UpstreamHost`] for `http::Request`s. The key may borrow
+/// from the request.
 ///
 /// ```
 /// use std::time::Duration;
