@@ -76,9 +76,14 @@ async fn main() -> Result<(), Error> {
     let addr = listener.local_addr()?;
     let served = app::app(app::Config::default())?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, served.router, async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(app::serve(
+        listener,
+        served.router,
+        async move {
+            let _ = stopped.await;
+        },
+        app::Limits::default(),
+    ));
     println!("example server on {addr}\n");
 
     let breakers = CircuitBreakerLayer::builder()

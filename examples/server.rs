@@ -31,10 +31,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let app = app::app(app::Config::default())?;
     let (breaker, upstream_calls) = (app.flaky_breaker.clone(), app.upstream_calls.clone());
-    let server = app::serve(listener, app.router, async move {
-        shutdown_signal().await;
-        let _ = signalled_tx.send(());
-    });
+    // A header-read timeout and a connection cap: slow or idle clients cannot take the
+    // server's file descriptors (see `app::Limits`).
+    let server = app::serve(
+        listener,
+        app.router,
+        async move {
+            shutdown_signal().await;
+            let _ = signalled_tx.send(());
+        },
+        app::Limits::default(),
+    );
 
     tokio::select! {
         result = server => result?,

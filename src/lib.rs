@@ -13,27 +13,34 @@
 //! ```no_run
 //! use std::net::SocketAddr;
 //!
-//! use axum::{Router, routing::get};
+//! use axum::{Router, routing::{get, post}};
 //! use tower::ServiceBuilder;
 //! use tower_rampart::ServiceBuilderExt;
 //! use tower_rampart::circuit_breaker::CircuitBreakerLayer;
-//! use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
+//! use tower_rampart::key::PeerIp;
+//! use tower_rampart::rate_limit::RateLimitLayer;
 //! use tower_rampart::request_id::SetRequestIdLayer;
 //! use tower_rampart::timeout::TimeoutLayer;
 //!
+//! # async fn pay() -> &'static str { "paid" }
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A breaker guards one dependency, never the whole app: here the route that calls it.
+//! let payments = ServiceBuilder::new()
+//!     .rejection_response()
+//!     .circuit_breaker(CircuitBreakerLayer::builder().name("payments").build()?); // 5xx x5 -> 503
 //! let app = Router::new()
 //!     .route("/", get(|| async { "hello" }))
+//!     .route("/pay", post(pay).layer(payments))
 //!     .layer(
 //!         ServiceBuilder::new()
 //!             .layer(SetRequestIdLayer::new()) // outermost: x-request-id on every response
 //!             .rejection_response() // rejections -> 429/503/504/502, stack is Infallible
 //!             .deadline(TimeoutLayer::new(std::time::Duration::from_secs(2))?) // -> 504
-//!             .token_bucket(RateLimitLayer::per_second(50).burst(20).with_key(PeerIp).build()?)
-//!             .circuit_breaker(CircuitBreakerLayer::builder().build()?), // 5xx x5 -> 503
+//!             .token_bucket(RateLimitLayer::per_second(50).burst(20).with_key(PeerIp).build()?),
 //!     );
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! // `PeerIp` needs `ConnectInfo`: plain `axum::serve(listener, app)` gives no peer address.
 //! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
 //! # Ok(())
 //! # }
@@ -43,13 +50,15 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `circuit-breaker` | yes | [`circuit_breaker`] |
-//! | `rate-limit` | yes | [`rate_limit`] |
+//! | `circuit-breaker` | yes | [`circuit_breaker`], and [`key`] |
+//! | `rate-limit` | yes | [`rate_limit`], and [`key`] |
 //! | `timeout` | yes | [`timeout`] and the request [`context`] |
 //! | `fan-out` | yes | [`fan_out`] (turns on `timeout`) |
 //! | `request-id` | yes | [`request_id`] |
 //! | `http` | yes | [`http`]: the rejection → response mapping and [`http::RejectionResponseLayer`] |
-//! | `axum` | no | `IntoResponse` for [`Rejection`] (pulls `axum-core`) |
+//! | `axum` | yes | `PeerIp` reading axum's `ConnectInfo`; `IntoResponse` for [`Rejection`]; the `Deadline` and `RequestId` extractors |
+//! | `quanta` | no | `clock::QuantaClock`, time from the CPU's counter |
+//! | `metrics` | no | [`metrics`]: every layer's series through the `metrics` facade |
 //! | `full` | no | all of the above |
 //!
 //! # Rejections and HTTP statuses

@@ -32,14 +32,24 @@ struct Running {
 
 /// Serves the example's app on `127.0.0.1:0` (with `config`) until `stop` is sent.
 async fn start(config: app::Config) -> Running {
+    start_with(config, app::Limits::default()).await
+}
+
+/// [`start`] with the server's connection limits set.
+async fn start_with(config: app::Config, limits: app::Limits) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let built = app::app(config).unwrap();
     let router = built.router.clone();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, router, async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(app::serve(
+        listener,
+        router,
+        async move {
+            let _ = stopped.await;
+        },
+        limits,
+    ));
     Running {
         addr,
         app: built,
@@ -306,4 +316,74 @@ async fn shutdown_lets_in_flight_requests_finish() {
         .expect("the server stops once the request is answered")
         .unwrap()
         .unwrap();
+}
+
+/// Limits small enough for a test: heads must arrive within 300 ms, 4 connections at once.
+fn tight_limits() -> app::Limits {
+    app::Limits {
+        header_read_timeout: Duration::from_millis(300),
+        max_connections: 4,
+    }
+}
+
+/// Regression: `axum::serve` set no header-read timeout, so a client sending a byte a second
+/// held its connection (and a file descriptor) forever; 1 100 of them left a server at the
+/// usual 1 024 open files answering nobody. Now the server closes such a connection.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = start_with(app::Config::default(), tight_limits()).await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the half-sent head was still open after 3 s"
+    );
+}
+
+/// Connections beyond the cap wait, unaccepted, instead of taking descriptors; a normal
+/// client is answered as soon as the slow ones are dropped.
+#[tokio::test]
+async fn slow_clients_at_the_connection_cap_do_not_lock_others_out() {
+    use tokio::io::AsyncWriteExt;
+
+    let server = start_with(app::Config::default(), tight_limits()).await;
+    let mut hogs = Vec::new();
+    for _ in 0..12 {
+        let mut hog = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        hog.write_all(b"G").await.unwrap();
+        hogs.push(hog);
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(5), server.get("/", &[]))
+        .await
+        .expect("a normal request is answered while slow clients come and go");
+    assert_eq!(answer.status, StatusCode::OK);
+    drop(hogs);
+}
+
+/// Regression: a single half-sent request head held graceful shutdown for the whole drain
+/// time. Now it holds it at most the header-read timeout.
+#[tokio::test]
+async fn a_half_sent_head_cannot_hold_shutdown() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut server = start_with(app::Config::default(), tight_limits()).await;
+    let mut half = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET /slow HT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stopping = Instant::now();
+    server.stop.take().unwrap().send(()).unwrap();
+    drop(server.client);
+    tokio::time::timeout(Duration::from_secs(3), server.server)
+        .await
+        .expect("shutdown waits no longer than the header-read timeout")
+        .unwrap()
+        .unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(2));
+    drop(half);
 }

@@ -14,7 +14,6 @@
 //! Every route but `/health` and `/metrics` is limited to 50 requests per second per client IP, 20 at once.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -44,6 +43,8 @@ pub(crate) struct Config {
     pub(crate) flaky_open_for: Duration,
     /// After how many calls `/flaky`'s upstream recovers and answers 200. Default: never.
     pub(crate) upstream_recovers_after: Option<u64>,
+    /// How often the Prometheus recorder drains its histograms, scraped or not. Default: 5 s.
+    pub(crate) metrics_upkeep: Duration,
 }
 
 impl Default for Config {
@@ -52,6 +53,29 @@ impl Default for Config {
             request_timeout: Duration::from_secs(1),
             flaky_open_for: Duration::from_secs(10),
             upstream_recovers_after: None,
+            metrics_upkeep: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How the server treats connections: what keeps slow or idle clients from taking it down.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// A connection must send a whole request head within this time, the first one or the
+    /// next one on a kept-alive connection, or it is closed. Default: 5 s. It also bounds
+    /// how long a half-sent head can hold a graceful shutdown.
+    pub(crate) header_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog, unaccepted, so
+    /// they use no file descriptor of the server's. Default: 512 (half of the usual 1 024
+    /// open-file limit).
+    pub(crate) max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 512,
         }
     }
 }
@@ -69,6 +93,10 @@ pub(crate) struct App {
 /// The process's Prometheus recorder, installed as the global `metrics` recorder the first
 /// time it is asked for: [`app`] asks before it builds any layer, so that the layers'
 /// counters register with it.
+///
+/// `install_recorder` starts no upkeep of its own: until something calls `run_upkeep`, every
+/// histogram sample is kept, so an unscraped server would grow without bound (and the first
+/// scrape would take seconds). [`app`] starts a task that runs it on a timer.
 pub(crate) fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -80,8 +108,18 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
 
 /// Builds the app: request id → metrics → rejection mapping → timeout → per-client rate
 /// limit → routes.
+///
+/// Call it inside a tokio runtime: it spawns the metrics upkeep task.
 pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
     let metrics = prometheus();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(config.metrics_upkeep);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            metrics.run_upkeep();
+        }
+    });
     let per_client = RateLimitLayer::per_second(50)
         .burst(20)
         .with_key(PeerIp)
@@ -254,17 +292,59 @@ fn render(
     Ok(outcome.json_response::<Body>(&fields))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish.
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and waits
+/// for the connections in flight (bound that wait yourself: see `examples/server.rs`).
+///
+/// Each request carries axum's `ConnectInfo<SocketAddr>`, which `PeerIp` needs. Unlike
+/// `axum::serve`, connections are held to [`Limits`]: a header-read timeout and a cap on
+/// connections served at once, so that clients sending a byte a second, or idling on
+/// kept-alive connections, cannot use up the process's file descriptors.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: Limits,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // back off a little rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service =
+            TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(router.clone()));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection closed with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

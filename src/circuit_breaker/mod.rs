@@ -22,12 +22,21 @@
 //! let health = breaker.handle();            // for a /health endpoint or metrics
 //!
 //! let app: Router = Router::new()
-//!     .route("/pay", get(|| async { "paid" }))
-//!     .layer(ServiceBuilder::new().rejection_response().layer(breaker));
+//!     .route("/", get(|| async { "home" }))
+//!     // Only the route that calls the ledger: the other routes never see its 503s.
+//!     .route("/pay", get(|| async { "paid" }).layer(ServiceBuilder::new().rejection_response().layer(breaker)));
 //! assert_eq!(health.state().as_str(), "closed");
 //! # let _ = app;
 //! # Ok::<(), tower_rampart::ConfigError>(())
 //! ```
+//!
+//! # Where it goes
+//!
+//! On what calls one dependency: an outbound client stack (keyed per host with
+//! [`UpstreamHost`]) or the one route that calls it. **Not around a whole app:** the breaker
+//! cannot tell which route failed, so five 500s from one buggy handler would turn every
+//! route into 503 for the open time (30 s by default, then 60 s, ...), a self-inflicted
+//! outage.
 //!
 //! # States
 //!

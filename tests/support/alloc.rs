@@ -76,3 +76,9 @@ pub fn live_bytes<R>(f: impl FnOnce() -> R) -> (R, i64) {
     let after = LIVE_BYTES.with(Cell::get);
     (out, after - before)
 }
+
+/// Net bytes allocated so far by this thread (allocations minus frees), for measuring
+/// across `await` points where [`live_bytes`] cannot wrap the work.
+pub fn live_now() -> i64 {
+    LIVE_BYTES.with(Cell::get)
+}
