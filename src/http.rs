@@ -400,7 +400,12 @@ where
     if let Some(rejection) = Rejection::find(err.as_ref()) {
         return rejection_response(rejection, body);
     }
-    tracing::error!(error = %err, "unhandled service error, answering 500");
+    // The message may quote what a client sent (a parse error, a path): bounded, escaped.
+    let message = err.to_string();
+    tracing::error!(
+        error = %crate::untrusted::Untrusted::up_to(message.as_bytes(), 512),
+        "unhandled service error, answering 500"
+    );
     let mut response = Response::new(B::from(Bytes::from_static(br#"{"error":"internal"}"#)));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response

@@ -99,7 +99,7 @@ mod macros;
 #[cfg(any(feature = "circuit-breaker", feature = "fan-out"))]
 mod oneshot;
 mod sync;
-#[cfg(any(feature = "timeout", feature = "rate-limit", feature = "request-id"))]
+#[cfg(any(feature = "timeout", feature = "http"))]
 mod untrusted;
 
 pub mod builder;

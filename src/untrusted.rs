@@ -7,28 +7,53 @@
 
 use std::fmt;
 
-/// Bytes shown before the rest is summarised.
+/// Bytes of a header value shown before the rest is summarised.
 pub(crate) const SHOWN: usize = 32;
 
 /// A short, escaped prefix of untrusted bytes: `Display` writes `abc\x09def…(+1200 bytes)`.
 pub(crate) struct Untrusted<'a>(pub(crate) &'a [u8]);
 
+impl<'a> Untrusted<'a> {
+    /// At most `max` bytes of `bytes`, escaped: for longer texts, such as an error message
+    /// that may quote what a client sent.
+    #[cfg(feature = "http")]
+    pub(crate) fn up_to(bytes: &'a [u8], max: usize) -> Bounded<'a> {
+        Bounded(bytes, max)
+    }
+}
+
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = &self.0[..self.0.len().min(SHOWN)];
-        for &b in shown {
-            if (b' '..=b'~').contains(&b) && b != b'\\' {
-                fmt::Write::write_char(f, char::from(b))?;
-            } else {
-                write!(f, "\\x{b:02x}")?;
-            }
-        }
-        let rest = self.0.len() - shown.len();
-        if rest > 0 {
-            write!(f, "…(+{rest} bytes)")?;
-        }
-        Ok(())
+        escaped(self.0, SHOWN, f)
     }
+}
+
+/// [`Untrusted`] with a longer prefix; made by [`Untrusted::up_to`].
+#[cfg(feature = "http")]
+pub(crate) struct Bounded<'a>(&'a [u8], usize);
+
+#[cfg(feature = "http")]
+impl fmt::Display for Bounded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        escaped(self.0, self.1, f)
+    }
+}
+
+/// The first `max` bytes of `bytes`, escaped, then how many more there were.
+fn escaped(bytes: &[u8], max: usize, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let shown = &bytes[..bytes.len().min(max)];
+    for &b in shown {
+        if (b' '..=b'~').contains(&b) && b != b'\\' {
+            fmt::Write::write_char(f, char::from(b))?;
+        } else {
+            write!(f, "\\x{b:02x}")?;
+        }
+    }
+    let rest = bytes.len() - shown.len();
+    if rest > 0 {
+        write!(f, "…(+{rest} bytes)")?;
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Untrusted<'_> {
