@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::AtomicUsize;
 
 use tokio::time::Instant;
@@ -214,7 +214,7 @@ impl<C: Clock> Registry<C> {
     }
 
     pub(crate) fn hash<K: Hash + ?Sized>(&self, key: &K) -> u64 {
-        self.map.hash(key)
+        self.map.seed().hash_one(key)
     }
 
     pub(crate) fn len(&self) -> u64 {

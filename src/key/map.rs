@@ -12,13 +12,11 @@
 //! when full), however large the map, and a whole pass over the map takes `shards ·
 //! step_every`. What "idle" means is the value's ([`Evict`]).
 
-use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use foldhash::quality::RandomState;
 use seize::Collector;
-
-use std::sync::Arc;
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -90,12 +88,8 @@ impl<V: Evict + Send + Sync + 'static> KeyedMap<V> {
         }
     }
 
-    /// The key's hash, seeded per map: the same key hashes differently in two maps.
-    pub(crate) fn hash<K: Hash + ?Sized>(&self, key: &K) -> u64 {
-        self.seed.hash_one(key)
-    }
-
-    /// The seed of [`hash`](Self::hash), for callers that hash through a trait of their own.
+    /// The seed keys are hashed with, per map: the same key hashes differently in two maps,
+    /// so a client cannot aim collisions at every process alike.
     pub(crate) fn seed(&self) -> &RandomState {
         &self.seed
     }
@@ -218,6 +212,7 @@ impl<V: Evict + Send + Sync + 'static> KeyedMap<V> {
 
 #[cfg(all(test, not(tower_rampart_loom)))]
 mod tests {
+    use std::hash::BuildHasher;
     use std::sync::atomic::AtomicBool;
 
     use super::*;
@@ -245,7 +240,7 @@ mod tests {
     }
 
     fn touch(map: &KeyedMap<Value>, key: u64, now: u64, idle_at: u64) -> bool {
-        let hash = map.hash(&key);
+        let hash = map.seed().hash_one(key);
         map.with(hash, now, value(idle_at), |v| {
             (!v.claimed.load(std::sync::atomic::Ordering::Relaxed)).then_some(())
         })
@@ -325,7 +320,7 @@ mod tests {
     fn a_claimed_value_is_replaced_on_lookup() {
         let map = KeyedMap::new(10, 1_000_000);
         assert!(touch(&map, 1, 0, 0));
-        let hash = map.hash(&1u64);
+        let hash = map.seed().hash_one(1u64);
         map.get(hash, |v| v.claim(5)).unwrap();
         assert!(touch(&map, 1, 5, u64::MAX));
         assert_eq!(map.len(), 1);
