@@ -31,8 +31,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let app = app::app(app::Config::default())?;
     let (breaker, upstream_calls) = (app.flaky_breaker.clone(), app.upstream_calls.clone());
-    // A header-read timeout and a connection cap: slow or idle clients cannot take the
-    // server's file descriptors (see `app::Limits`).
+    // A header-read timeout and a connection cap below the open-file limit: slow or idle
+    // clients cannot take the server's file descriptors (see `app::Limits`).
+    let limits = app::Limits::for_this_process();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
+        "connection limits"
+    );
     let server = app::serve(
         listener,
         app.router,
@@ -40,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             shutdown_signal().await;
             let _ = signalled_tx.send(());
         },
-        app::Limits::default(),
+        limits,
     );
 
     tokio::select! {
