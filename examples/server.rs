@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (breaker, upstream_calls) = (app.flaky_breaker.clone(), app.upstream_calls.clone());
     // A header-read timeout and a connection cap below the open-file limit: slow or idle
     // clients cannot take the server's file descriptors (see `app::Limits`).
-    let limits = app::Limits::for_this_process();
+    let limits = limits_for_this_process();
     tracing::info!(
         max_connections = limits.max_connections,
         header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
@@ -62,6 +62,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "stopped"
     );
     Ok(())
+}
+
+/// The default limits, with the connection cap sized to the open-file limit after raising
+/// the soft limit as far as the hard one allows (up to 65 536): the cap is what that limit
+/// leaves after 64 descriptors kept for everything else.
+fn limits_for_this_process() -> app::Limits {
+    let files = rlimit::increase_nofile_limit(65_536).unwrap_or(1_024);
+    let cap = usize::try_from(files.saturating_sub(64)).unwrap_or(usize::MAX);
+    app::Limits {
+        max_connections: cap.clamp(16, 60_000),
+        ..app::Limits::default()
+    }
 }
 
 async fn shutdown_signal() {

@@ -80,20 +80,6 @@ impl Default for Limits {
     }
 }
 
-impl Limits {
-    /// The defaults, with the connection cap sized to the process's open-file limit after
-    /// raising its soft limit as far as the hard limit allows (up to 65 536): the cap is
-    /// what that limit leaves after 64 descriptors kept for everything else.
-    pub(crate) fn for_this_process() -> Self {
-        let files = rlimit::increase_nofile_limit(65_536).unwrap_or(1_024);
-        let cap = usize::try_from(files.saturating_sub(64)).unwrap_or(usize::MAX);
-        Self {
-            max_connections: cap.clamp(16, 60_000),
-            ..Self::default()
-        }
-    }
-}
-
 /// The app and the handles the example and the tests look into.
 pub(crate) struct App {
     /// Every route behind the rampart stack; serve it with `ConnectInfo<SocketAddr>`.
