@@ -353,7 +353,10 @@ fn keyed_breakers_export_the_layers_series_never_one_per_key() {
         .keys()
         .filter(|k| k.starts_with("rampart_circuit_breaker"))
         .collect();
-    println!("200 keys through max_keys(4): {} breaker series", breaker_series.len());
+    println!(
+        "200 keys through max_keys(4): {} breaker series",
+        breaker_series.len()
+    );
     assert!(
         breaker_series.len() <= 12,
         "{} series: {breaker_series:#?}",
