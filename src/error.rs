@@ -82,9 +82,58 @@ pub enum Rejection {
     PartFailed(#[from] PartFailed),
 }
 
+/// Which kind of [`Rejection`] a value is, without its data: what the response layer's
+/// per-kind overrides are keyed by.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_rampart::{Rejection, RejectionKind, error::TimedOut};
+///
+/// assert_eq!(Rejection::from(TimedOut::new(Duration::ZERO)).kind(), RejectionKind::TimedOut);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// [`Rejection::CircuitOpen`].
+    CircuitOpen,
+    /// [`Rejection::RateLimited`].
+    RateLimited,
+    /// [`Rejection::TimedOut`].
+    TimedOut,
+    /// [`Rejection::PartFailed`].
+    PartFailed,
+}
+
+impl RejectionKind {
+    /// Every kind, in declaration order.
+    pub(crate) const ALL: [Self; 4] = [
+        Self::CircuitOpen,
+        Self::RateLimited,
+        Self::TimedOut,
+        Self::PartFailed,
+    ];
+
+    /// The kind's position in [`ALL`](Self::ALL).
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
 // === impl Rejection ===
 
 impl Rejection {
+    /// Which kind of rejection this is.
+    ///
+    /// See [`RejectionKind`] for an example.
+    pub const fn kind(&self) -> RejectionKind {
+        match self {
+            Rejection::CircuitOpen(_) => RejectionKind::CircuitOpen,
+            Rejection::RateLimited(_) => RejectionKind::RateLimited,
+            Rejection::TimedOut(_) => RejectionKind::TimedOut,
+            Rejection::PartFailed(_) => RejectionKind::PartFailed,
+        }
+    }
+
     /// Finds a `Rejection` in `err` or anywhere in its [`source`](StdError::source) chain.
     ///
     /// Works through any wrapper that reports its cause as `source()`, such as tower's
@@ -136,6 +185,22 @@ impl Rejection {
             Rejection::TimedOut(_) => "timed_out",
             Rejection::PartFailed(_) => "part_failed",
         }
+    }
+
+    /// Whether the call was refused before any work was done, by a rate limiter or an open
+    /// breaker: a judgement on the caller's pace or on a dependency, not a failure of the
+    /// call itself. Breakers ignore such outcomes and fan-outs report the part as rejected.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_rampart::{Rejection, error::{CircuitOpen, RateLimited, TimedOut}};
+    ///
+    /// assert!(Rejection::from(RateLimited::new(Duration::ZERO)).is_refusal());
+    /// assert!(Rejection::from(CircuitOpen::new(Duration::ZERO)).is_refusal());
+    /// assert!(!Rejection::from(TimedOut::new(Duration::ZERO)).is_refusal());
+    /// ```
+    pub const fn is_refusal(&self) -> bool {
+        matches!(self, Rejection::RateLimited(_) | Rejection::CircuitOpen(_))
     }
 
     /// How long the caller should wait before trying again, when the rejection says so.
@@ -397,7 +462,6 @@ impl StdError for RateLimited {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimedOut {
     after: Duration,
-    status: Option<http::StatusCode>,
 }
 
 // === impl TimedOut ===
@@ -411,36 +475,7 @@ impl TimedOut {
     /// assert_eq!(TimedOut::new(Duration::from_secs(1)).after(), Duration::from_secs(1));
     /// ```
     pub const fn new(after: Duration) -> Self {
-        Self {
-            after,
-            status: None,
-        }
-    }
-
-    /// The same rejection, answered over HTTP with `status` instead of 504 (set by
-    /// [`TimeoutLayer::status`](crate::timeout::TimeoutLayer::status)).
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use tower_rampart::error::TimedOut;
-    /// let t = TimedOut::new(Duration::from_secs(1)).with_status(http::StatusCode::SERVICE_UNAVAILABLE);
-    /// assert_eq!(t.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
-    /// ```
-    #[must_use]
-    pub const fn with_status(mut self, status: http::StatusCode) -> Self {
-        self.status = Some(status);
-        self
-    }
-
-    /// The HTTP status chosen instead of 504, if any.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use tower_rampart::error::TimedOut;
-    /// assert_eq!(TimedOut::new(Duration::ZERO).status(), None);
-    /// ```
-    pub const fn status(&self) -> Option<http::StatusCode> {
-        self.status
+        Self { after }
     }
 
     /// The budget the request had: the earlier of the configured limit and the inbound

@@ -54,7 +54,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{BoxError, RateLimited, Rejection};
+use crate::error::{BoxError, RateLimited, Rejection, RejectionKind};
 
 /// The `RateLimit-Policy` header field (draft-ietf-httpapi-ratelimit-headers).
 ///
@@ -105,7 +105,8 @@ const fn ceil_secs(d: Duration) -> u64 {
 // === impl Rejection (HTTP) ===
 
 impl Rejection {
-    /// The status code this rejection maps to: 503, 429, 504 or 502.
+    /// The status code this rejection maps to by default: 503, 429, 504 or 502
+    /// ([`RejectionResponseLayer::status`] overrides it per kind).
     ///
     /// ```
     /// use std::time::Duration;
@@ -121,10 +122,7 @@ impl Rejection {
         match self {
             Rejection::CircuitOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Rejection::TimedOut(t) => match t.status() {
-                Some(status) => status,
-                None => StatusCode::GATEWAY_TIMEOUT,
-            },
+            Rejection::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             Rejection::PartFailed(_) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -263,6 +261,74 @@ fn field(policy: &str, k1: &[u8], v1: u64, k2: &[u8], v2: u64) -> Bytes {
     Bytes::from(out)
 }
 
+/// A JSON object written field by field: the crate's one JSON writer, for rejection bodies,
+/// fan-out pages and the extractors' 500s. Keys and strings are escaped per RFC 8259.
+pub(crate) struct JsonObject {
+    out: String,
+}
+
+impl JsonObject {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let mut out = String::with_capacity(capacity);
+        out.push('{');
+        Self { out }
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.out.len() > 1 {
+            self.out.push(',');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(self.out, "{}:", JsonString(key));
+    }
+
+    /// `"key":"value"`, the value escaped.
+    pub(crate) fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        let _ = write!(self.out, "{}", JsonString(value));
+        self
+    }
+
+    /// `"key":n`.
+    pub(crate) fn num(&mut self, key: &str, value: u64) -> &mut Self {
+        self.key(key);
+        self.out.push_str(itoa::Buffer::new().format(value));
+        self
+    }
+
+    /// `"key":json`, where `json` is already a JSON value.
+    #[cfg(feature = "fan-out")]
+    pub(crate) fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        self.key(key);
+        self.out.push_str(json);
+        self
+    }
+
+    /// `"key":["a","b"]`.
+    #[cfg(feature = "fan-out")]
+    pub(crate) fn strs<'a>(
+        &mut self,
+        key: &str,
+        items: impl Iterator<Item = &'a str>,
+    ) -> &mut Self {
+        self.key(key);
+        self.out.push('[');
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            let _ = write!(self.out, "{}", JsonString(item));
+        }
+        self.out.push(']');
+        self
+    }
+
+    pub(crate) fn finish(&mut self) -> Bytes {
+        self.out.push('}');
+        Bytes::from(std::mem::take(&mut self.out))
+    }
+}
+
 /// A JSON string literal, escaped per RFC 8259.
 pub(crate) struct JsonString<'a>(pub(crate) &'a str);
 
@@ -337,28 +403,20 @@ pub struct JsonBody;
 impl RejectionBody for JsonBody {
     fn render(&self, rejection: &Rejection, headers: &mut HeaderMap) -> Bytes {
         headers.insert(CONTENT_TYPE, APPLICATION_JSON);
-        let mut json = String::with_capacity(64);
-        json.push_str(r#"{"error":""#);
-        json.push_str(rejection.code());
-        json.push('"');
+        let mut json = JsonObject::with_capacity(64);
+        json.str("error", rejection.code());
         if let Some(wait) = rejection.retry_after() {
-            json.push_str(r#","retry_after_s":"#);
-            json.push_str(itoa::Buffer::new().format(retry_after_secs(wait)));
+            json.num("retry_after_s", retry_after_secs(wait));
         }
         if let Rejection::PartFailed(failed) = rejection {
-            // Writing to a String cannot fail.
-            let _ = write!(json, r#","part":{}"#, JsonString(failed.part()));
+            json.str("part", failed.part());
         }
-        // Rendered inside the request's scope when a `SetRequestIdLayer` sits outside; the
-        // id's charset needs no JSON escaping.
+        // Rendered inside the request's scope when a `SetRequestIdLayer` sits outside.
         #[cfg(feature = "request-id")]
-        if let Some(id) = crate::request_id::RequestId::current() {
-            json.push_str(r#","request_id":""#);
-            json.push_str(id.as_str());
-            json.push('"');
+        if let Some(id) = crate::context::RequestId::current() {
+            json.str("request_id", id.as_str());
         }
-        json.push('}');
-        Bytes::from(json)
+        json.finish()
     }
 }
 
@@ -380,25 +438,51 @@ where
     B: From<Bytes>,
     M: RejectionBody,
 {
+    respond(rejection, body, &Statuses::default())
+}
+
+/// Statuses chosen per [`RejectionKind`] instead of the default table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Statuses([Option<StatusCode>; RejectionKind::ALL.len()]);
+
+impl Statuses {
+    fn of(&self, rejection: &Rejection) -> StatusCode {
+        self.0[rejection.kind().index()].unwrap_or_else(|| rejection.status())
+    }
+}
+
+/// How a layer answers: its body builder and its status overrides.
+#[derive(Clone, Copy, Debug, Default)]
+struct Mapping<M> {
+    body: M,
+    statuses: Statuses,
+}
+
+/// The one place a rejection becomes a response.
+fn respond<B, M>(rejection: &Rejection, body: &M, statuses: &Statuses) -> Response<B>
+where
+    B: From<Bytes>,
+    M: RejectionBody,
+{
     // Room for the rejection's headers and a content type: no regrowth.
     let mut headers = HeaderMap::with_capacity(6);
     rejection.write_headers(&mut headers);
     let bytes = body.render(rejection, &mut headers);
     let mut response = Response::new(B::from(bytes));
-    *response.status_mut() = rejection.status();
+    *response.status_mut() = statuses.of(rejection);
     *response.headers_mut() = headers;
     response
 }
 
 /// The answer to an error: the rejection's response if `err` holds a [`Rejection`], otherwise
 /// an opaque 500 with the error logged once at ERROR.
-fn error_response<B, M>(err: BoxError, body: &M) -> Response<B>
+fn error_response<B, M>(err: BoxError, mapping: &Mapping<M>) -> Response<B>
 where
     B: From<Bytes>,
     M: RejectionBody,
 {
     if let Some(rejection) = Rejection::find(err.as_ref()) {
-        return rejection_response(rejection, body);
+        return respond(rejection, &mapping.body, &mapping.statuses);
     }
     // The message may quote what a client sent (a parse error, a path): bounded, escaped.
     let message = err.to_string();
@@ -422,7 +506,8 @@ where
 ///
 /// # Sharing
 ///
-/// The layer holds only the body builder; each service clones it. There is no other state.
+/// The layer holds only the body builder and the status overrides; each service clones
+/// them. There is no other state.
 ///
 /// ```
 /// use std::convert::Infallible;
@@ -446,7 +531,7 @@ where
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RejectionResponseLayer<M = JsonBody> {
-    body: M,
+    mapping: Mapping<M>,
 }
 
 // === impl RejectionResponseLayer ===
@@ -460,7 +545,12 @@ impl RejectionResponseLayer {
     /// # let _ = layer;
     /// ```
     pub const fn new() -> Self {
-        Self { body: JsonBody }
+        Self {
+            mapping: Mapping {
+                body: JsonBody,
+                statuses: Statuses([None; RejectionKind::ALL.len()]),
+            },
+        }
     }
 }
 
@@ -476,7 +566,39 @@ impl<M: RejectionBody> RejectionResponseLayer<M> {
     /// # let _ = empty;
     /// ```
     pub fn with_body<N: RejectionBody>(self, body: N) -> RejectionResponseLayer<N> {
-        RejectionResponseLayer { body }
+        RejectionResponseLayer {
+            mapping: Mapping {
+                body,
+                statuses: self.mapping.statuses,
+            },
+        }
+    }
+
+    /// Answers rejections of `kind` with `status` instead of the default (for example 503
+    /// instead of 504 for [`TimedOut`](RejectionKind::TimedOut), behind a load balancer that
+    /// retries 503s). Headers and body stay the mapping's. Default: the table in the
+    /// [module docs](self).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::{Request, Response, StatusCode};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// use tower_rampart::{BoxError, Rejection, RejectionKind, error::TimedOut, http::RejectionResponseLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let late = service_fn(|_: Request<()>| async {
+    ///     Err::<Response<http_body_util::Full<bytes::Bytes>>, BoxError>(Rejection::from(TimedOut::new(Duration::from_secs(1))).into())
+    /// });
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(RejectionResponseLayer::new().status(RejectionKind::TimedOut, StatusCode::SERVICE_UNAVAILABLE))
+    ///     .service(late);
+    /// assert_eq!(svc.oneshot(Request::new(())).await.unwrap().status(), 503);
+    /// # }
+    /// ```
+    pub fn status(mut self, kind: RejectionKind, status: StatusCode) -> Self {
+        self.mapping.statuses.0[kind.index()] = Some(status);
+        self
     }
 }
 
@@ -486,7 +608,7 @@ impl<S, M: RejectionBody> Layer<S> for RejectionResponseLayer<M> {
     fn layer(&self, inner: S) -> Self::Service {
         RejectionResponse {
             inner,
-            body: self.body.clone(),
+            mapping: self.mapping.clone(),
             ready_error: None,
         }
     }
@@ -507,7 +629,7 @@ impl<S, M: RejectionBody> Layer<S> for RejectionResponseLayer<M> {
 /// ```
 pub struct RejectionResponse<S, M = JsonBody> {
     inner: S,
-    body: M,
+    mapping: Mapping<M>,
     ready_error: Option<BoxError>,
 }
 
@@ -522,7 +644,7 @@ impl<S: Clone, M: Clone> Clone for RejectionResponse<S, M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            body: self.body.clone(),
+            mapping: self.mapping.clone(),
             ready_error: None,
         }
     }
@@ -532,7 +654,8 @@ impl<S: fmt::Debug, M: fmt::Debug> fmt::Debug for RejectionResponse<S, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RejectionResponse")
             .field("inner", &self.inner)
-            .field("body", &self.body)
+            .field("body", &self.mapping.body)
+            .field("statuses", &self.mapping.statuses)
             .field("ready_error", &self.ready_error)
             .finish()
     }
@@ -560,8 +683,8 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         match self.ready_error.take() {
-            Some(err) => future::ResponseFuture::answered(error_response(err, &self.body)),
-            None => future::ResponseFuture::called(self.inner.call(req), self.body.clone()),
+            Some(err) => future::ResponseFuture::answered(error_response(err, &self.mapping)),
+            None => future::ResponseFuture::called(self.inner.call(req), self.mapping.clone()),
         }
     }
 }
@@ -584,15 +707,15 @@ pub mod future {
     pin_project_lite::pin_project! {
         #[project = KindProj]
         enum Kind<F, B, M> {
-            Called { #[pin] future: F, body: M },
+            Called { #[pin] future: F, mapping: Mapping<M> },
             Answered { response: Option<Response<B>> },
         }
     }
 
     impl<F, B, M> ResponseFuture<F, B, M> {
-        pub(super) fn called(future: F, body: M) -> Self {
+        pub(super) fn called(future: F, mapping: Mapping<M>) -> Self {
             Self {
-                kind: Kind::Called { future, body },
+                kind: Kind::Called { future, mapping },
             }
         }
 
@@ -628,10 +751,10 @@ pub mod future {
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             match self.project().kind.project() {
-                KindProj::Called { future, body } => {
+                KindProj::Called { future, mapping } => {
                     Poll::Ready(Ok(match ready!(future.poll(cx)) {
                         Ok(response) => response,
-                        Err(err) => error_response(err.into(), body),
+                        Err(err) => error_response(err.into(), mapping),
                     }))
                 }
                 KindProj::Answered { response } => Poll::Ready(Ok(response

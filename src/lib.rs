@@ -127,7 +127,7 @@ pub mod request_id;
 pub mod timeout;
 
 pub use builder::ServiceBuilderExt;
-pub use error::{BoxError, ConfigError, Rejection};
+pub use error::{BoxError, ConfigError, Rejection, RejectionKind};
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

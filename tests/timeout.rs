@@ -69,11 +69,23 @@ async fn a_slow_handler_gets_504_at_the_limit() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_expiry_status_is_configurable() {
-    let layer = TimeoutLayer::new(ms(100))
-        .unwrap()
-        .status(StatusCode::SERVICE_UNAVAILABLE);
-    let (status, _) = send(app(layer, ms(1_000)), &[]).await;
+async fn the_expiry_status_is_configurable_in_the_one_mapping() {
+    let router = Router::new().route(
+        "/",
+        get(|| async {
+            tokio::time::sleep(ms(1_000)).await;
+            "late"
+        }),
+    );
+    let app = router.layer(
+        ServiceBuilder::new()
+            .layer(tower_rampart::http::RejectionResponseLayer::new().status(
+                tower_rampart::RejectionKind::TimedOut,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ))
+            .layer(TimeoutLayer::new(ms(100)).unwrap()),
+    );
+    let (status, _) = send(app, &[]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 

@@ -161,7 +161,7 @@ impl<T> Classify<T> for ErrorsFail {
 
 fn error_outcome(error: &BoxError) -> Outcome {
     match Rejection::find(error.as_ref()) {
-        Some(Rejection::RateLimited(_) | Rejection::CircuitOpen(_)) => Outcome::Ignore,
+        Some(rejection) if rejection.is_refusal() => Outcome::Ignore,
         _ => Outcome::Failure,
     }
 }

@@ -58,7 +58,7 @@ impl<F, T, Fb> fmt::Debug for PartTask<F, T, Fb> {
 fn status_of(err: &BoxError) -> Status {
     match Rejection::find(err.as_ref()) {
         Some(Rejection::TimedOut(_)) => Status::TimedOut,
-        Some(Rejection::CircuitOpen(_) | Rejection::RateLimited(_)) => Status::Rejected,
+        Some(rejection) if rejection.is_refusal() => Status::Rejected,
         _ => Status::Failed,
     }
 }
@@ -116,7 +116,7 @@ where
                             fallback: false,
                         });
                         crate::metrics::fan_out_failed(this.name);
-                        let cause = err.unwrap_or_else(|| timed_out(*this.budget, None));
+                        let cause = err.unwrap_or_else(|| timed_out(*this.budget));
                         return Err(PartFailed::new(*this.name, cause));
                     }
                     None => match err {
@@ -185,7 +185,7 @@ where
         let (name, budget) = (self.name, self.budget);
         let cause: BoxError = match self.take() {
             PartResult::Rejected(err) | PartResult::Failed(err) => err,
-            _ => timed_out(budget, None),
+            _ => timed_out(budget),
         };
         PartFailed::new(name, cause)
     }

@@ -293,13 +293,11 @@ impl<T: fmt::Debug> fmt::Debug for Outcome<T> {
 
 #[cfg(feature = "http")]
 mod http_helpers {
-    use std::fmt::Write;
-
     use bytes::Bytes;
     use http::{HeaderName, HeaderValue, Response, header};
 
     use super::Outcome;
-    use crate::http::JsonString;
+    use crate::http::JsonObject;
 
     /// The header naming the degraded parts of a fan-out answer: `x-degraded: reviews,related`.
     pub static DEGRADED: HeaderName = HeaderName::from_static("x-degraded");
@@ -360,20 +358,12 @@ mod http_helpers {
         /// # }
         /// ```
         pub fn json_response<B: From<Bytes>>(&self, fields: &[(&str, &str)]) -> Response<B> {
-            let mut json = String::from("{");
+            let mut json = JsonObject::with_capacity(64);
             for (name, value) in fields {
-                // Writing to a String cannot fail.
-                let _ = write!(json, "{}:{},", JsonString(name), value);
+                json.raw(name, value);
             }
-            json.push_str(r#""degraded":["#);
-            for (i, report) in self.degraded().enumerate() {
-                if i > 0 {
-                    json.push(',');
-                }
-                let _ = write!(json, "{}", JsonString(report.name()));
-            }
-            json.push_str("]}");
-            let mut response = Response::new(B::from(Bytes::from(json)));
+            json.strs("degraded", self.degraded().map(|report| report.name()));
+            let mut response = Response::new(B::from(json.finish()));
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,

@@ -12,8 +12,8 @@ use tracing::Span;
 
 use crate::context;
 
-use super::id::{RequestId, Rules};
 use super::make::{MakeRequestId, UuidV7};
+use crate::context::{RequestId, Rules};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

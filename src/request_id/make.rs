@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::id::{MAX_LEN, RequestId, Rules};
+use crate::context::{MAX_LEN, RequestId, Rules};
 
 /// Makes a fresh id for a request that brought none (or an invalid one).
 ///

@@ -31,13 +31,12 @@
 //! The layers hold configuration only. The [`Counter`] generator's sequence is shared by the
 //! whole process.
 
-mod id;
 mod layer;
 mod make;
 mod propagate;
 mod traceparent;
 
-pub use id::{MAX_LEN, RequestId, Rules};
+pub use crate::context::{MAX_LEN, RequestId, Rules};
 pub use layer::{ResponseFuture, SetRequestId, SetRequestIdLayer};
 pub use make::{Counter, MakeRequestId, UuidV4, UuidV7};
 pub use propagate::{PropagateRequestId, PropagateRequestIdLayer};

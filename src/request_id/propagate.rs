@@ -6,7 +6,7 @@ use http::{HeaderName, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::id::RequestId;
+use crate::context::RequestId;
 
 /// For client stacks: sets `x-request-id` (configurable) on an outgoing request that does
 /// not carry one, from the [request context](crate::context) or, failing that, from a

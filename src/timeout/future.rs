@@ -39,9 +39,8 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
-        // The budget the call was given, and the HTTP status chosen instead of 504.
+        // The budget the call was given.
         budget: Duration,
-        status: Option<http::StatusCode>,
         side: Side,
     }
 }
@@ -68,7 +67,6 @@ impl<F> ResponseFuture<F> {
         inner: F,
         deadline: Option<Instant>,
         budget: Duration,
-        status: Option<http::StatusCode>,
         side: Side,
     ) -> Self {
         let timer = match deadline {
@@ -78,18 +76,16 @@ impl<F> ResponseFuture<F> {
         Self {
             kind: Kind::Running { inner, timer },
             budget,
-            status,
             side,
         }
     }
 
     /// A call whose budget was spent before it started: it fails without being made.
-    pub(crate) fn expired(budget: Duration, status: Option<http::StatusCode>, side: Side) -> Self {
+    pub(crate) fn expired(budget: Duration, side: Side) -> Self {
         crate::metrics::timeout_budget_spent(side.as_str());
         Self {
             kind: Kind::Expired,
             budget,
-            status,
             side,
         }
     }
@@ -104,16 +100,12 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 /// The error of a call whose `budget` ran out (also used by the fan-out's parts).
-pub(crate) fn timed_out(budget: Duration, status: Option<http::StatusCode>) -> BoxError {
+pub(crate) fn timed_out(budget: Duration) -> BoxError {
     tracing::debug!(
         timeout.after_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
         "deadline elapsed"
     );
-    let rejection = TimedOut::new(budget);
-    Box::new(Rejection::from(match status {
-        Some(status) => rejection.with_status(status),
-        None => rejection,
-    }))
+    Box::new(Rejection::from(TimedOut::new(budget)))
 }
 
 impl<F, T, E> Future for ResponseFuture<F>
@@ -138,12 +130,12 @@ where
                     TimerProj::Armed { sleep } => {
                         ready!(sleep.poll(cx));
                         crate::metrics::timeout_expired(this.side.as_str());
-                        Poll::Ready(Err(timed_out(*this.budget, *this.status)))
+                        Poll::Ready(Err(timed_out(*this.budget)))
                     }
                     TimerProj::Never | TimerProj::Idle { .. } => Poll::Pending,
                 }
             }
-            KindProj::Expired => Poll::Ready(Err(timed_out(*this.budget, *this.status))),
+            KindProj::Expired => Poll::Ready(Err(timed_out(*this.budget))),
         }
     }
 }

@@ -6,10 +6,10 @@ use std::time::Duration;
 use http::HeaderName;
 use tower_layer::Layer;
 
-use super::Deadline;
 use super::inbound::{DEFAULT_BUDGET_HEADER, inbound_budget};
 use super::service::Timeout;
 use crate::ConfigError;
+use crate::context::Deadline;
 
 /// A request's time limit: a fixed [`Duration`], or a closure `Fn(&Req) -> Duration` for
 /// per-route budgets.
@@ -157,7 +157,6 @@ impl<Req> private::Inbound<Req> for NoInbound {
 pub struct TimeoutLayer<L = Duration, I = HttpInbound> {
     limit: L,
     inbound: I,
-    status: Option<http::StatusCode>,
 }
 
 impl<L: fmt::Debug, I: fmt::Debug> fmt::Debug for TimeoutLayer<L, I> {
@@ -165,7 +164,6 @@ impl<L: fmt::Debug, I: fmt::Debug> fmt::Debug for TimeoutLayer<L, I> {
         f.debug_struct("TimeoutLayer")
             .field("limit", &self.limit)
             .field("inbound", &self.inbound)
-            .field("status", &self.status)
             .finish()
     }
 }
@@ -206,7 +204,6 @@ impl<L> TimeoutLayer<L> {
         Self {
             limit,
             inbound: HttpInbound::default(),
-            status: None,
         }
     }
 
@@ -291,26 +288,7 @@ impl<L> TimeoutLayer<L> {
         TimeoutLayer {
             limit: self.limit,
             inbound: NoInbound,
-            status: self.status,
         }
-    }
-}
-
-impl<L, I> TimeoutLayer<L, I> {
-    /// Answers expired requests with `status` instead of `504 Gateway Timeout` (for example
-    /// 503 behind a load balancer that retries those). `408` is possible but browsers read it
-    /// as "the connection is closed". Default: 504.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use tower_rampart::timeout::TimeoutLayer;
-    /// let layer = TimeoutLayer::new(Duration::from_secs(2))?.status(http::StatusCode::SERVICE_UNAVAILABLE);
-    /// # let _ = layer;
-    /// # Ok::<(), tower_rampart::ConfigError>(())
-    /// ```
-    pub fn status(mut self, status: http::StatusCode) -> Self {
-        self.status = Some(status);
-        self
     }
 }
 
@@ -318,6 +296,6 @@ impl<S, L: Clone, I: Clone> Layer<S> for TimeoutLayer<L, I> {
     type Service = Timeout<S, L, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::new(inner, self.limit.clone(), self.inbound.clone(), self.status)
+        Timeout::new(inner, self.limit.clone(), self.inbound.clone())
     }
 }

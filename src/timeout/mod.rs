@@ -73,14 +73,13 @@
 //! `HandleErrorLayer` for; tower-http's answers `408 Request Timeout`, which browsers treat as
 //! the connection being closed. Neither reads a caller's budget nor passes one on.
 
-mod deadline;
 pub mod future;
 mod inbound;
 mod layer;
 mod propagate;
 mod service;
 
-pub use deadline::Deadline;
+pub use crate::context::Deadline;
 pub use layer::{HttpInbound, Inbound, Limit, NoInbound, TimeoutLayer};
 pub use propagate::{PropagateDeadline, PropagateDeadlineLayer};
 pub use service::Timeout;

@@ -10,9 +10,9 @@ use tower_service::Service;
 
 use crate::BoxError;
 
-use super::Deadline;
 use super::future::{ResponseFuture, Side};
 use super::inbound::{DEFAULT_BUDGET_HEADER, GRPC_TIMEOUT, grpc_timeout_value, millis_value};
+use crate::context::Deadline;
 
 /// The least budget worth sending: below it the call fails locally.
 const MIN_BUDGET: Duration = Duration::from_millis(1);
@@ -165,7 +165,6 @@ where
                 self.inner.call(req),
                 None,
                 Duration::ZERO,
-                None,
                 Side::Client,
             );
         };
@@ -178,7 +177,7 @@ where
         // 504 without running: fail here, without a network round trip.
         if left < MIN_BUDGET {
             tracing::debug!("request budget spent; outbound call not sent");
-            return ResponseFuture::expired(left, None, Side::Client);
+            return ResponseFuture::expired(left, Side::Client);
         }
         let headers = req.headers_mut();
         if self.layer.grpc {
@@ -187,12 +186,6 @@ where
         if let Some(name) = &self.layer.header {
             headers.insert(name, millis_value(left));
         }
-        ResponseFuture::running(
-            self.inner.call(req),
-            Some(now + left),
-            left,
-            None,
-            Side::Client,
-        )
+        ResponseFuture::running(self.inner.call(req), Some(now + left), left, Side::Client)
     }
 }

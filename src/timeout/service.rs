@@ -8,9 +8,9 @@ use tower_service::Service;
 use crate::BoxError;
 use crate::context;
 
-use super::Deadline;
 use super::future::{ResponseFuture, Side};
 use super::layer::{HttpInbound, Inbound, Limit, private};
+use crate::context::Deadline;
 
 /// A service whose calls must finish by their deadline.
 ///
@@ -41,18 +41,16 @@ pub struct Timeout<S, L = std::time::Duration, I = HttpInbound> {
     inner: S,
     limit: L,
     inbound: I,
-    status: Option<http::StatusCode>,
 }
 
 // === impl Timeout ===
 
 impl<S, L, I> Timeout<S, L, I> {
-    pub(crate) fn new(inner: S, limit: L, inbound: I, status: Option<http::StatusCode>) -> Self {
+    pub(crate) fn new(inner: S, limit: L, inbound: I) -> Self {
         Self {
             inner,
             limit,
             inbound,
-            status,
         }
     }
 
@@ -86,7 +84,7 @@ where
             budget = earlier.instant().saturating_duration_since(now);
         }
         if budget.is_zero() {
-            return ResponseFuture::expired(budget, self.status, Side::Server);
+            return ResponseFuture::expired(budget, Side::Server);
         }
         private::Inbound::attach(&self.inbound, &mut req, deadline);
         let mut slot = Some(deadline);
@@ -98,7 +96,6 @@ where
             context::scoped(slot, inner),
             Some(deadline.instant()),
             budget,
-            self.status,
             Side::Server,
         )
     }

@@ -32,10 +32,22 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{self, Poll};
 
-#[cfg(feature = "request-id")]
-use crate::request_id::RequestId;
 #[cfg(feature = "timeout")]
-use crate::timeout::Deadline;
+mod deadline;
+#[cfg(feature = "axum")]
+mod extract;
+#[cfg(feature = "request-id")]
+mod request_id;
+
+#[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+pub use deadline::Deadline;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use extract::NotInScope;
+#[cfg(feature = "request-id")]
+#[cfg_attr(docsrs, doc(cfg(feature = "request-id")))]
+pub use request_id::{MAX_LEN, RequestId, Rules};
 
 std::thread_local! {
     // What is in scope for the task being polled on this thread: one slot per value, so a
@@ -316,115 +328,4 @@ where
     F::Output: Send + 'static,
 {
     tokio::spawn(scope(Context::current(), fut))
-}
-
-/// The rejection of the `Deadline` and `RequestId` axum extractors when the value is neither
-/// in scope nor in the request's extensions: the layer that sets it is missing from the
-/// route. Answers `500 Internal Server Error`, naming the value and the layer; extract an
-/// `Option<Deadline>` or `Option<RequestId>` to handle the absence instead.
-///
-/// ```
-/// use axum::response::IntoResponse;
-/// use tower_rampart::context::NotInScope;
-///
-/// # #[cfg(feature = "timeout")] {
-/// let response = NotInScope::deadline().into_response();
-/// assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
-/// # }
-/// ```
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no {value} in scope: is {layer} on this route?")]
-pub struct NotInScope {
-    value: &'static str,
-    layer: &'static str,
-}
-
-#[cfg(feature = "axum")]
-impl NotInScope {
-    /// The rejection for a missing [`Deadline`].
-    ///
-    /// See [`NotInScope`] for an example.
-    #[cfg(feature = "timeout")]
-    pub const fn deadline() -> Self {
-        Self {
-            value: "Deadline",
-            layer: "TimeoutLayer",
-        }
-    }
-
-    /// The rejection for a missing [`RequestId`].
-    ///
-    /// ```
-    /// # use tower_rampart::context::NotInScope;
-    /// assert!(NotInScope::request_id().to_string().contains("SetRequestIdLayer"));
-    /// ```
-    #[cfg(feature = "request-id")]
-    pub const fn request_id() -> Self {
-        Self {
-            value: "RequestId",
-            layer: "SetRequestIdLayer",
-        }
-    }
-}
-
-#[cfg(feature = "axum")]
-impl axum_core::response::IntoResponse for NotInScope {
-    fn into_response(self) -> axum_core::response::Response {
-        (http::StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
-    }
-}
-
-/// `Deadline` and `RequestId` as axum extractors: from the request context (where the layers
-/// put them while the route runs), else from the request's extensions.
-#[cfg(feature = "axum")]
-mod extract {
-    use std::convert::Infallible;
-
-    use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
-    use http::request::Parts;
-
-    use super::NotInScope;
-
-    macro_rules! extractor {
-        ($ty:ty, $current:expr, $missing:expr) => {
-            impl<S: Send + Sync> FromRequestParts<S> for $ty {
-                type Rejection = NotInScope;
-
-                async fn from_request_parts(
-                    parts: &mut Parts,
-                    _: &S,
-                ) -> Result<Self, Self::Rejection> {
-                    $current
-                        .or_else(|| parts.extensions.get::<$ty>().cloned())
-                        .ok_or($missing)
-                }
-            }
-
-            impl<S: Send + Sync> OptionalFromRequestParts<S> for $ty {
-                type Rejection = Infallible;
-
-                async fn from_request_parts(
-                    parts: &mut Parts,
-                    _: &S,
-                ) -> Result<Option<Self>, Self::Rejection> {
-                    Ok($current.or_else(|| parts.extensions.get::<$ty>().cloned()))
-                }
-            }
-        };
-    }
-
-    #[cfg(feature = "timeout")]
-    extractor!(
-        crate::timeout::Deadline,
-        super::current_deadline(),
-        NotInScope::deadline()
-    );
-    #[cfg(feature = "request-id")]
-    extractor!(
-        crate::request_id::RequestId,
-        super::current_request_id(),
-        NotInScope::request_id()
-    );
 }

@@ -73,7 +73,7 @@ impl RequestId {
     }
 
     /// The id of the request being handled, from the [request context](crate::context):
-    /// `None` outside a [`SetRequestIdLayer`](super::SetRequestIdLayer)'s scope (for example
+    /// `None` outside a [`SetRequestIdLayer`](crate::request_id::SetRequestIdLayer)'s scope (for example
     /// in a task spawned with `tokio::spawn` rather than
     /// [`context::spawn`](crate::context::spawn)).
     ///

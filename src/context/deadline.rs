@@ -6,9 +6,9 @@ use tokio::time::Instant;
 
 /// The instant by which a request must be answered, on tokio's clock.
 ///
-/// [`TimeoutLayer`](super::TimeoutLayer) puts it in the [request context](crate::context)
+/// [`TimeoutLayer`](crate::timeout::TimeoutLayer) puts it in the [request context](crate::context)
 /// around the inner call (and in the request's extensions if asked), so handler code can ask how much
-/// time is left and pass it on; [`PropagateDeadlineLayer`](super::PropagateDeadlineLayer)
+/// time is left and pass it on; [`PropagateDeadlineLayer`](crate::timeout::PropagateDeadlineLayer)
 /// sends what remains of it to the next service.
 ///
 /// ```
@@ -92,7 +92,7 @@ impl Deadline {
     }
 
     /// The deadline of the request being handled, from the [request context](crate::context):
-    /// `None` outside a [`TimeoutLayer`](super::TimeoutLayer)'s scope (for example in a task
+    /// `None` outside a [`TimeoutLayer`](crate::timeout::TimeoutLayer)'s scope (for example in a task
     /// spawned with `tokio::spawn` rather than [`context::spawn`](crate::context::spawn)).
     ///
     /// See [`crate::context`] for an example.
