@@ -11,10 +11,6 @@
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-#[path = "../tests/support/poll.rs"]
-mod poll;
-mod support;
-
 use std::convert::Infallible;
 use std::hint::black_box;
 
@@ -24,7 +20,7 @@ use http::{HeaderValue, Request, Response};
 use tower::{Layer, Service, ServiceBuilder};
 use tower_rampart::request_id::{Counter, SetRequestIdLayer, UuidV4};
 
-use poll::ready_now;
+use tower_rampart_bench::support::ready_now;
 
 /// The baseline handler: an empty `200` with a `content-type`, as any axum handler that
 /// returns a body answers.

@@ -5,9 +5,6 @@
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-#[path = "../tests/support/poll.rs"]
-mod poll;
-
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
@@ -21,7 +18,7 @@ use tower_rampart::error::{CircuitOpen, RateLimited};
 use tower_rampart::http::RejectionResponseLayer;
 use tower_rampart::{BoxError, Rejection};
 
-use poll::ready_now;
+use tower_rampart_bench::support::ready_now;
 
 fn ok(_: Request<()>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
     std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok")))))

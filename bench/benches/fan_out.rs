@@ -9,9 +9,6 @@
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-#[path = "../tests/support/poll.rs"]
-mod poll;
-
 use std::convert::Infallible;
 use std::future::{Future, Ready};
 use std::hint::black_box;
@@ -22,7 +19,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::{Service, ServiceExt, service_fn};
 use tower_rampart::fan_out::{FanOut, Part};
 
-use poll::ready_now;
+use tower_rampart_bench::support::ready_now;
 
 fn part(
     scale: u64,

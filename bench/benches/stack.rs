@@ -11,10 +11,6 @@
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-#[path = "../tests/support/poll.rs"]
-mod poll;
-mod support;
-
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -34,7 +30,7 @@ use tower_rampart::rate_limit::RateLimitLayer;
 use tower_rampart::request_id::SetRequestIdLayer;
 use tower_rampart::timeout::TimeoutLayer;
 
-use poll::ready_now;
+use tower_rampart_bench::support::ready_now;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -81,7 +77,7 @@ fn anchors() -> impl Service<Request<Body>, Response = Response<Body>, Error = t
         .layer(GovernorLayer {
             config: Arc::new(governor),
         })
-        .layer_fn(support::failsafe_layer)
+        .layer_fn(tower_rampart_bench::support::failsafe_layer)
         .service(handler())
 }
 

@@ -9,10 +9,6 @@
 // wall clock, which the crate's clock ban is not about.
 #![allow(missing_docs, clippy::disallowed_types)]
 
-#[path = "../tests/support/poll.rs"]
-mod poll;
-mod support;
-
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,8 +19,8 @@ use tower::{Layer, Service, service_fn};
 use tower_rampart::BoxError;
 use tower_rampart::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer, ErrorsFail};
 
-use poll::ready_now;
-use support::{spin_on, two_threads};
+use tower_rampart_bench::support::ready_now;
+use tower_rampart_bench::support::{spin_on, two_threads};
 
 type Ready = std::future::Ready<Result<u32, BoxError>>;
 
@@ -132,7 +128,7 @@ fn closed(c: &mut Criterion) {
         &mut group,
         "failsafe_adapter",
         1,
-        support::failsafe_layer(bare()),
+        tower_rampart_bench::support::failsafe_layer(bare()),
     );
     let mut resilience = resilience_layer().layer(bare());
     group.bench_function("tower_resilience", |b| {
@@ -148,7 +144,7 @@ fn open(c: &mut Criterion) {
     let mut svc = rampart_default().layer(bare());
     trip(&mut svc);
     run(&mut group, "rampart_layer", 1, svc);
-    let mut svc = support::failsafe_layer(bare());
+    let mut svc = tower_rampart_bench::support::failsafe_layer(bare());
     trip(&mut svc);
     run(&mut group, "failsafe_adapter", 1, svc);
     let mut resilience = resilience_layer().layer(bare());
@@ -241,7 +237,7 @@ fn contention(c: &mut Criterion) {
     share(
         &mut group,
         "failsafe_adapter",
-        support::failsafe_layer(bare()),
+        tower_rampart_bench::support::failsafe_layer(bare()),
     );
     share(
         &mut group,

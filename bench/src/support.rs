@@ -2,9 +2,8 @@
 //! completion without a runtime, the HTTP baseline service, and failsafe's breaker behind a
 //! Tower adapter.
 
-// Each bench uses some of these; `iter_custom` times itself with the wall clock, which the
-// crate's clock ban is not about.
-#![allow(dead_code, clippy::disallowed_types)]
+// `iter_custom` times itself with the wall clock, which the crate's clock ban is not about.
+#![allow(clippy::disallowed_types)]
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +17,7 @@ use tower_rampart::BoxError;
 
 /// Runs `per_thread(iters / 2)` on 2 OS threads released together; returns the slower
 /// thread's time, so that `iters` calls took that long in all.
-pub(crate) fn two_threads<F>(iters: u64, per_thread: F) -> Duration
+pub fn two_threads<F>(iters: u64, per_thread: F) -> Duration
 where
     F: Fn(u64) + Send + Sync + 'static,
 {
@@ -42,9 +41,18 @@ where
         .unwrap()
 }
 
+/// Polls `fut` once with a no-op waker and returns its output; panics if it is pending.
+pub fn ready_now<F: Future>(fut: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(fut).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("future was expected to be ready"),
+    }
+}
+
 /// Polls `fut` until it completes, spinning: for futures that wait on a lock another thread
 /// holds for a moment (a no-op waker never wakes them).
-pub(crate) fn spin_on<F: Future>(fut: F) -> F::Output {
+pub fn spin_on<F: Future>(fut: F) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
     let mut fut = pin!(fut);
     loop {
@@ -56,7 +64,7 @@ pub(crate) fn spin_on<F: Future>(fut: F) -> F::Output {
 }
 
 /// The HTTP baseline: a bare `service_fn` that answers an empty `200`.
-pub(crate) fn http_bare() -> impl tower::Service<
+pub fn http_bare() -> impl tower::Service<
     http::Request<()>,
     Response = http::Response<()>,
     Error = Infallible,
@@ -67,7 +75,8 @@ pub(crate) fn http_bare() -> impl tower::Service<
 
 /// failsafe's state machine as a Tower service: permission in `call`, verdict when the
 /// future completes. No boxing, one `Arc` clone per call (as failsafe's own futures do).
-pub(crate) struct Failsafe<S, P> {
+#[allow(missing_debug_implementations)]
+pub struct Failsafe<S, P> {
     inner: S,
     breaker: failsafe::StateMachine<P, ()>,
 }
@@ -111,7 +120,9 @@ where
 }
 
 pin_project_lite::pin_project! {
-    pub(crate) struct FailsafeFuture<F, P> {
+    /// The future of [`Failsafe`]: reports the outcome to failsafe's state machine.
+    #[allow(missing_debug_implementations)]
+    pub struct FailsafeFuture<F, P> {
         #[pin]
         inner: Option<F>,
         breaker: Option<failsafe::StateMachine<P, ()>>,
@@ -142,7 +153,8 @@ where
     }
 }
 
-pub(crate) fn failsafe_layer<S>(
+/// `inner` behind failsafe's breaker: 5 consecutive failures open it for an hour.
+pub fn failsafe_layer<S>(
     inner: S,
 ) -> Failsafe<S, impl failsafe::FailurePolicy + Send + Sync + 'static> {
     let policy = failsafe::failure_policy::consecutive_failures(

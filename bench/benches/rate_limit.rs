@@ -8,10 +8,6 @@
 // wall clock, which the crate's clock ban is not about.
 #![allow(missing_docs, clippy::disallowed_types)]
 
-#[path = "../tests/support/poll.rs"]
-mod poll;
-mod support;
-
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -26,8 +22,8 @@ use tower_rampart::BoxError;
 use tower_rampart::clock::{Clock, ManualClock, QuantaClock, TokioClock};
 use tower_rampart::rate_limit::RateLimitLayer;
 
-use poll::ready_now;
-use support::two_threads;
+use tower_rampart_bench::support::ready_now;
+use tower_rampart_bench::support::two_threads;
 
 type Ready = std::future::Ready<Result<u32, Infallible>>;
 

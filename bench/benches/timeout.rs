@@ -8,10 +8,6 @@
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-#[path = "../tests/support/poll.rs"]
-mod poll;
-mod support;
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
@@ -25,8 +21,8 @@ use http::{HeaderMap, Request, Response};
 use tower::{Layer, Service, service_fn};
 use tower_rampart::timeout::{HttpInbound, TimeoutLayer};
 
-use poll::ready_now;
-use support::http_bare as bare;
+use tower_rampart_bench::support::http_bare as bare;
+use tower_rampart_bench::support::ready_now;
 
 const LIMIT: Duration = Duration::from_secs(10);
 

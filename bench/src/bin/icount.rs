@@ -1,0 +1,658 @@
+//! Instructions per request of each hot path, counted by callgrind: exact from run to run,
+//! whatever else the machine is doing. Each case stands beside its group's baseline (a bare
+//! service), its floor (the least any layer doing the job must do) and the crates it is
+//! compared with.
+//!
+//! ```text
+//! cargo run --release -p tower-rampart-bench --bin icount            # every case, a table
+//! cargo run --release -p tower-rampart-bench --bin icount -- timeout # the cases of one group
+//! ```
+//!
+//! It needs `valgrind` on the `PATH`. Each case runs twice under
+//! `valgrind --tool=callgrind --toggle-collect=icount::measured`, with `N` and `2N`
+//! iterations; the difference divided by `N` is the cost of one iteration, free of set-up,
+//! warm-up (first-use allocations, thread-locals) and process start. Run one case by hand
+//! with `icount run <case> <iterations>`.
+
+// Cases build their services outside the measured loop; the wall clock is never read here.
+#![allow(clippy::disallowed_types)]
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{HeaderValue, Request, Response, header};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::GlobalKeyExtractor;
+use tower_rampart::ServiceBuilderExt;
+use tower_rampart::circuit_breaker::CircuitBreakerLayer;
+use tower_rampart::fan_out::{FanOut, Part};
+use tower_rampart::rate_limit::RateLimitLayer;
+use tower_rampart::request_id::SetRequestIdLayer;
+use tower_rampart::timeout::TimeoutLayer;
+use tower_rampart_bench::support::{failsafe_layer, ready_now};
+
+/// Iterations of the shorter run; the longer one makes twice as many.
+const ITERATIONS: u64 = 2_000;
+
+/// What a case is to its group.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The bare service every other case's cost is measured over.
+    Baseline,
+    /// The least any layer doing this job must do.
+    Floor,
+    /// A crate this one is compared with.
+    Compared,
+    /// This crate.
+    Rampart,
+    /// A figure to read beside the others, not a service over the baseline.
+    Alone,
+}
+
+struct Case {
+    group: &'static str,
+    name: &'static str,
+    role: Role,
+    run: fn(u64),
+}
+
+/// Runs `call` `iterations` times: the only function callgrind counts in.
+#[inline(never)]
+fn measured(iterations: u64, call: &mut dyn FnMut()) {
+    for _ in 0..iterations {
+        call();
+    }
+}
+
+/// The tokio runtime the timers need (never driven: every call here is ready at once).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+/// Calls `svc` once per iteration with `make()`, polling the future once.
+fn drive<S, Req>(iterations: u64, mut svc: S, make: impl Fn() -> Req)
+where
+    S: Service<Req>,
+{
+    let runtime = runtime();
+    let _entered = runtime.enter();
+    // One call outside the count: lazily built state is not a request's cost.
+    let _ = ready_now(svc.call(make()));
+    measured(iterations, &mut || {
+        let _ = black_box(ready_now(svc.call(black_box(make()))));
+    });
+}
+
+// --- requests and handlers, shaped as hyper and axum hand them over ----------------------
+
+const INCOMING_ID: &str = "0193a5c2-7f3e-7b4c-9d2a-5f1e8c3b6a70";
+
+/// A request with a `host` header, and optionally an incoming id and a caller's budget.
+fn request(id: bool, budget: bool) -> Request<()> {
+    let mut req = Request::new(());
+    let headers = req.headers_mut();
+    headers.insert(header::HOST, HeaderValue::from_static("example.com"));
+    if id {
+        headers.insert("x-request-id", HeaderValue::from_static(INCOMING_ID));
+    }
+    if budget {
+        headers.insert("x-request-timeout-ms", HeaderValue::from_static("5000"));
+    }
+    req
+}
+
+/// The handler: an empty `200` with a `content-type`, as any axum handler returning a body.
+fn handler() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
+    service_fn(|_: Request<()>| {
+        let mut response = Response::new(Body::empty());
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        std::future::ready(Ok::<_, Infallible>(response))
+    })
+}
+
+/// Never refuses at benchmark speed.
+const UNLIMITED: u32 = 1_000_000_000;
+const LIMIT: Duration = Duration::from_secs(10);
+
+// --- rate limit ----------------------------------------------------------------------------
+
+fn limit_baseline(n: u64) {
+    drive(n, handler(), || request(false, false));
+}
+
+fn limit_rampart(n: u64) {
+    let layer = RateLimitLayer::per_second(UNLIMITED)
+        .burst(UNLIMITED)
+        .build()
+        .unwrap();
+    drive(n, layer.layer(handler()), || request(false, false));
+}
+
+fn limit_rampart_refused(n: u64) {
+    let layer = RateLimitLayer::with_period(1, Duration::from_secs(3_600))
+        .burst(1)
+        .build()
+        .unwrap();
+    drive(n, layer.layer(handler()), || request(false, false));
+}
+
+fn limit_tower_governor(n: u64) {
+    let config = GovernorConfigBuilder::default()
+        .key_extractor(GlobalKeyExtractor)
+        .per_nanosecond(1)
+        .burst_size(u32::MAX)
+        .finish()
+        .unwrap();
+    let layer = GovernorLayer {
+        config: Arc::new(config),
+    };
+    drive(n, layer.layer(handler()), || request(false, false));
+}
+
+fn limit_tower(n: u64) {
+    let runtime = runtime();
+    let _entered = runtime.enter();
+    let mut svc =
+        tower::limit::RateLimitLayer::new(u64::MAX, Duration::from_secs(1)).layer(handler());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut call = || {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let _ = black_box(ready_now(svc.call(black_box(request(false, false)))));
+    };
+    call();
+    measured(n, &mut call);
+}
+
+// --- timeout -------------------------------------------------------------------------------
+
+fn timeout_baseline(n: u64) {
+    drive(n, handler(), || request(false, true));
+}
+
+fn timeout_rampart(n: u64) {
+    let svc = TimeoutLayer::new(LIMIT).unwrap().layer(handler());
+    drive(n, svc, || request(false, true));
+}
+
+fn timeout_tower(n: u64) {
+    let svc = tower::timeout::TimeoutLayer::new(LIMIT).layer(handler());
+    drive(n, svc, || request(false, true));
+}
+
+fn timeout_tower_http(n: u64) {
+    #[allow(deprecated)]
+    let layer = tower_http::timeout::TimeoutLayer::with_status_code(
+        http::StatusCode::GATEWAY_TIMEOUT,
+        LIMIT,
+    );
+    drive(n, layer.layer(handler()), || request(false, true));
+}
+
+// --- request id ----------------------------------------------------------------------------
+
+fn id_baseline(n: u64) {
+    drive(n, handler(), || request(true, false));
+}
+
+/// The least a request-id layer does for a kept id: read the header and copy it onto the
+/// response (no check, no span, no context).
+fn id_floor(n: u64) {
+    static NAME: http::HeaderName = http::HeaderName::from_static("x-request-id");
+    let mut inner = handler();
+    let svc = service_fn(move |req: Request<()>| {
+        let id = req.headers().get(&NAME).cloned();
+        let answer = inner.call(req);
+        async move {
+            let mut response = answer.await?;
+            if let Some(id) = id {
+                response.headers_mut().insert(&NAME, id);
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    drive(n, svc, || request(true, false));
+}
+
+fn id_rampart_kept(n: u64) {
+    drive(n, SetRequestIdLayer::new().layer(handler()), || {
+        request(true, false)
+    });
+}
+
+fn id_rampart_generated(n: u64) {
+    drive(n, SetRequestIdLayer::new().layer(handler()), || {
+        request(false, false)
+    });
+}
+
+fn tower_http_ids() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> {
+    ServiceBuilder::new()
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .service(handler())
+}
+
+fn id_tower_http_kept(n: u64) {
+    drive(n, tower_http_ids(), || request(true, false));
+}
+
+fn id_tower_http_generated(n: u64) {
+    drive(n, tower_http_ids(), || request(false, false));
+}
+
+/// What a UUID v7 alone costs (it reads the system time).
+fn id_uuid_now_v7(n: u64) {
+    let _ = uuid::Uuid::now_v7();
+    measured(n, &mut || {
+        black_box(uuid::Uuid::now_v7());
+    });
+}
+
+// --- circuit breaker -----------------------------------------------------------------------
+
+fn breaker_baseline(n: u64) {
+    drive(n, handler(), || request(false, false));
+}
+
+fn breaker_rampart(n: u64) {
+    let layer = CircuitBreakerLayer::builder().build().unwrap();
+    drive(n, layer.layer(handler()), || request(false, false));
+}
+
+fn breaker_failsafe(n: u64) {
+    drive(n, failsafe_layer(handler()), || request(false, false));
+}
+
+// --- fan-out -------------------------------------------------------------------------------
+
+fn part(
+    scale: u64,
+) -> impl Service<
+    u64,
+    Response = u64,
+    Error = Infallible,
+    Future = std::future::Ready<Result<u64, Infallible>>,
+> + Clone {
+    service_fn(move |n: u64| std::future::ready(Ok(n * scale)))
+}
+
+fn fan_baseline(n: u64) {
+    let (a, b, c) = (part(1), part(2), part(3));
+    measured(n, &mut || {
+        let x = ready_now(a.clone().oneshot(black_box(7)));
+        let y = ready_now(b.clone().oneshot(black_box(7)));
+        let z = ready_now(c.clone().oneshot(black_box(7)));
+        let _ = black_box((x, y, z));
+    });
+}
+
+/// What a hand-written fan-out needs for per-part deadlines: `tokio::join!` with a
+/// `tokio::time::timeout` around each call.
+fn fan_join_with_timeouts(n: u64) {
+    let runtime = runtime();
+    let _entered = runtime.enter();
+    let (a, b, c) = (part(1), part(2), part(3));
+    let limit = Duration::from_millis(300);
+    let mut call = || {
+        let out = ready_now(async {
+            tokio::join!(
+                tokio::time::timeout(Duration::from_secs(1), a.clone().oneshot(black_box(7))),
+                tokio::time::timeout(limit, b.clone().oneshot(black_box(7))),
+                tokio::time::timeout(limit, c.clone().oneshot(black_box(7)))
+            )
+        });
+        black_box(out.0.is_ok() && out.1.is_ok() && out.2.is_ok());
+    };
+    call();
+    measured(n, &mut call);
+}
+
+fn fan_rampart(n: u64) {
+    let runtime = runtime();
+    let _entered = runtime.enter();
+    let fan = FanOut::builder(Duration::from_secs(1))
+        .part(Part::essential("a", part(1)))
+        .part(Part::optional("b", part(2)).timeout(Duration::from_millis(300)))
+        .part(Part::optional("c", part(3)).timeout(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let mut call = || {
+        black_box(ready_now(fan.call(&black_box(7u64))).is_ok());
+    };
+    call();
+    measured(n, &mut call);
+}
+
+// --- the whole stack -----------------------------------------------------------------------
+
+fn rampart_stack() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> {
+    let breaker = CircuitBreakerLayer::builder().build().unwrap();
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new())
+        .rejection_response()
+        .layer(TimeoutLayer::new(LIMIT).unwrap())
+        .layer(
+            RateLimitLayer::per_second(UNLIMITED)
+                .burst(UNLIMITED)
+                .build()
+                .unwrap(),
+        )
+        .layer(breaker)
+        .service(handler())
+}
+
+/// The same jobs done by tower-http's request id, tower's `Timeout`, tower_governor and
+/// failsafe (whose errors are not mapped to responses).
+fn compared_stack() -> impl Service<Request<()>, Response = Response<Body>, Error = tower::BoxError>
+{
+    let governor = GovernorConfigBuilder::default()
+        .key_extractor(GlobalKeyExtractor)
+        .per_nanosecond(1)
+        .burst_size(u32::MAX)
+        .finish()
+        .unwrap();
+    ServiceBuilder::new()
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower::timeout::TimeoutLayer::new(LIMIT))
+        .layer(GovernorLayer {
+            config: Arc::new(governor),
+        })
+        .layer_fn(failsafe_layer)
+        .service(handler())
+}
+
+fn stack_baseline(n: u64) {
+    drive(n, handler(), || request(true, false));
+}
+
+fn stack_rampart(n: u64) {
+    drive(n, rampart_stack(), || request(true, false));
+}
+
+fn stack_compared(n: u64) {
+    drive(n, compared_stack(), || request(true, false));
+}
+
+// --- the table -----------------------------------------------------------------------------
+
+const CASES: &[Case] = &[
+    Case {
+        group: "rate_limit",
+        name: "baseline",
+        role: Role::Baseline,
+        run: limit_baseline,
+    },
+    Case {
+        group: "rate_limit",
+        name: "rampart admitted",
+        role: Role::Rampart,
+        run: limit_rampart,
+    },
+    Case {
+        group: "rate_limit",
+        name: "rampart refused",
+        role: Role::Rampart,
+        run: limit_rampart_refused,
+    },
+    Case {
+        group: "rate_limit",
+        name: "tower_governor",
+        role: Role::Compared,
+        run: limit_tower_governor,
+    },
+    Case {
+        group: "rate_limit",
+        name: "tower RateLimit",
+        role: Role::Compared,
+        run: limit_tower,
+    },
+    Case {
+        group: "timeout",
+        name: "baseline",
+        role: Role::Baseline,
+        run: timeout_baseline,
+    },
+    Case {
+        group: "timeout",
+        name: "rampart (inbound budget)",
+        role: Role::Rampart,
+        run: timeout_rampart,
+    },
+    Case {
+        group: "timeout",
+        name: "tower Timeout",
+        role: Role::Compared,
+        run: timeout_tower,
+    },
+    Case {
+        group: "timeout",
+        name: "tower-http Timeout",
+        role: Role::Compared,
+        run: timeout_tower_http,
+    },
+    Case {
+        group: "request_id",
+        name: "baseline",
+        role: Role::Baseline,
+        run: id_baseline,
+    },
+    Case {
+        group: "request_id",
+        name: "read and echo",
+        role: Role::Floor,
+        run: id_floor,
+    },
+    Case {
+        group: "request_id",
+        name: "rampart kept",
+        role: Role::Rampart,
+        run: id_rampart_kept,
+    },
+    Case {
+        group: "request_id",
+        name: "rampart generated (UUID v7)",
+        role: Role::Rampart,
+        run: id_rampart_generated,
+    },
+    Case {
+        group: "request_id",
+        name: "tower-http kept",
+        role: Role::Compared,
+        run: id_tower_http_kept,
+    },
+    Case {
+        group: "request_id",
+        name: "tower-http generated (UUID v4)",
+        role: Role::Compared,
+        run: id_tower_http_generated,
+    },
+    Case {
+        group: "request_id",
+        name: "Uuid::now_v7 alone",
+        role: Role::Alone,
+        run: id_uuid_now_v7,
+    },
+    Case {
+        group: "circuit_breaker",
+        name: "baseline",
+        role: Role::Baseline,
+        run: breaker_baseline,
+    },
+    Case {
+        group: "circuit_breaker",
+        name: "rampart closed",
+        role: Role::Rampart,
+        run: breaker_rampart,
+    },
+    Case {
+        group: "circuit_breaker",
+        name: "failsafe",
+        role: Role::Compared,
+        run: breaker_failsafe,
+    },
+    Case {
+        group: "fan_out",
+        name: "baseline (3 calls in a row)",
+        role: Role::Baseline,
+        run: fan_baseline,
+    },
+    Case {
+        group: "fan_out",
+        name: "join! with a timeout per part",
+        role: Role::Floor,
+        run: fan_join_with_timeouts,
+    },
+    Case {
+        group: "fan_out",
+        name: "rampart 3 ready parts",
+        role: Role::Rampart,
+        run: fan_rampart,
+    },
+    Case {
+        group: "stack",
+        name: "baseline",
+        role: Role::Baseline,
+        run: stack_baseline,
+    },
+    Case {
+        group: "stack",
+        name: "rampart (kept id)",
+        role: Role::Rampart,
+        run: stack_rampart,
+    },
+    Case {
+        group: "stack",
+        name: "tower-http + tower + tower_governor + failsafe",
+        role: Role::Compared,
+        run: stack_compared,
+    },
+];
+
+/// Instructions callgrind counted in [`measured`] for `case` at `iterations`.
+fn count(case: usize, iterations: u64) -> Result<u64, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = std::env::temp_dir().join(format!(
+        "icount-{}-{case}-{iterations}.out",
+        std::process::id()
+    ));
+    let status = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg("--toggle-collect=icount::measured")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(&exe)
+        .args(["run", &case.to_string(), &iterations.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run valgrind (is it installed?): {e}"))?;
+    if !status.success() {
+        return Err(format!("valgrind exited with {status}"));
+    }
+    let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&out);
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("totals:")
+                .or_else(|| line.strip_prefix("summary:"))
+        })
+        .and_then(|total| total.trim().parse().ok())
+        .ok_or_else(|| "no totals in callgrind's output".to_owned())
+}
+
+/// Instructions per iteration of `case`.
+fn per_iteration(case: usize) -> Result<f64, String> {
+    let once = count(case, ITERATIONS)?;
+    let twice = count(case, 2 * ITERATIONS)?;
+    Ok(twice.saturating_sub(once) as f64 / ITERATIONS as f64)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [run, case, iterations] = args.as_slice() {
+        if run == "run" {
+            let case: usize = case.parse().expect("a case number");
+            let iterations: u64 = iterations.parse().expect("an iteration count");
+            (CASES[case].run)(iterations);
+            return;
+        }
+    }
+    let only = args.first().map(String::as_str);
+    let mut failed = false;
+    let mut group = "";
+    let mut baseline = 0.0;
+    let mut rows: Vec<(&Case, f64)> = Vec::new();
+    let flush = |rows: &mut Vec<(&Case, f64)>, baseline: f64| {
+        let compared: Vec<&(&Case, f64)> = rows
+            .iter()
+            .filter(|(c, _)| c.role == Role::Compared)
+            .collect();
+        let floor = rows.iter().find(|(c, _)| c.role == Role::Floor);
+        for (case, total) in rows.iter() {
+            let over = total - baseline;
+            let mut line = if case.role == Role::Alone {
+                format!("| {} | {} | {:.0} | |", case.group, case.name, total)
+            } else {
+                format!(
+                    "| {} | {} | {:.0} | {:.0} |",
+                    case.group, case.name, total, over
+                )
+            };
+            let ratio = |other: f64| {
+                let other_over = other - baseline;
+                if other_over > 0.0 && case.role == Role::Rampart {
+                    format!(" {:.2}× |", over / other_over)
+                } else {
+                    " |".to_owned()
+                }
+            };
+            line.push_str(&compared.first().map_or(" |".to_owned(), |(_, t)| ratio(*t)));
+            line.push_str(&floor.map_or(" |".to_owned(), |(_, t)| ratio(*t)));
+            println!("{line}");
+        }
+        rows.clear();
+    };
+    println!("| group | case | instructions | over baseline | vs first compared | vs floor |");
+    println!("|---|---|---|---|---|---|");
+    for (index, case) in CASES.iter().enumerate() {
+        if only.is_some_and(|g| g != case.group) {
+            continue;
+        }
+        if case.group != group {
+            flush(&mut rows, baseline);
+            group = case.group;
+        }
+        match per_iteration(index) {
+            Ok(total) => {
+                if case.role == Role::Baseline {
+                    baseline = total;
+                }
+                rows.push((case, total));
+            }
+            Err(error) => {
+                eprintln!("{} / {}: {error}", case.group, case.name);
+                failed = true;
+            }
+        }
+    }
+    flush(&mut rows, baseline);
+    if failed {
+        std::process::exit(1);
+    }
+}
