@@ -20,6 +20,7 @@ mod sealed {
 /// added without breaking anyone.
 ///
 /// ```
+/// # #[cfg(feature = "http")] {
 /// use axum::{Router, routing::get};
 /// use tower::ServiceBuilder;
 /// use tower_rampart::ServiceBuilderExt;
@@ -28,6 +29,7 @@ mod sealed {
 ///     .route("/", get(|| async { "ok" }))
 ///     .layer(ServiceBuilder::new().rejection_response());
 /// # let _ = app;
+/// # }
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// Adds a [`RejectionResponseLayer`](crate::http::RejectionResponseLayer) with the default

@@ -621,6 +621,7 @@ impl ConfigError {
     /// The fan-out part whose setting is at fault, when it is one part's.
     ///
     /// ```
+    /// # #[cfg(feature = "fan-out")] {
     /// use std::time::Duration;
     /// use tower_rampart::fan_out::{FanOut, Part};
     ///
@@ -631,6 +632,7 @@ impl ConfigError {
     ///     .unwrap_err();
     /// assert_eq!(err.part(), Some("core"));
     /// assert_eq!(err.to_string(), "invalid `timeout` of part `core`: must be more than zero");
+    /// # }
     /// ```
     pub fn part(&self) -> Option<&str> {
         self.part.as_deref()

@@ -8,43 +8,16 @@
 //! the same status, headers and body everywhere, so an axum `Router` needs no hand-written
 //! `HandleErrorLayer`.
 //!
-//! # Quick start
-//!
-//! ```no_run
-//! use std::net::SocketAddr;
-//!
-//! use axum::{Router, routing::{get, post}};
-//! use tower::ServiceBuilder;
-//! use tower_rampart::ServiceBuilderExt;
-//! use tower_rampart::circuit_breaker::CircuitBreakerLayer;
-//! use tower_rampart::key::PeerIp;
-//! use tower_rampart::rate_limit::RateLimitLayer;
-//! use tower_rampart::request_id::SetRequestIdLayer;
-//! use tower_rampart::timeout::TimeoutLayer;
-//!
-//! # async fn pay() -> &'static str { "paid" }
-//! # #[tokio::main]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // A breaker guards one dependency, never the whole app: here the route that calls it.
-//! let payments = ServiceBuilder::new()
-//!     .rejection_response()
-//!     .circuit_breaker(CircuitBreakerLayer::builder().name("payments").build()?); // 5xx x5 -> 503
-//! let app = Router::new()
-//!     .route("/", get(|| async { "hello" }))
-//!     .route("/pay", post(pay).layer(payments))
-//!     .layer(
-//!         ServiceBuilder::new()
-//!             .layer(SetRequestIdLayer::new()) // outermost: x-request-id on every response
-//!             .rejection_response() // rejections -> 429/503/504/502, stack is Infallible
-//!             .deadline(TimeoutLayer::new(std::time::Duration::from_secs(2))?) // -> 504
-//!             .token_bucket(RateLimitLayer::per_second(50).burst(20).with_key(PeerIp).build()?),
-//!     );
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! // `PeerIp` needs `ConnectInfo`: plain `axum::serve(listener, app)` gives no peer address.
-//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
-//! # Ok(())
-//! # }
-//! ```
+#![cfg_attr(
+    all(
+        feature = "circuit-breaker",
+        feature = "rate-limit",
+        feature = "timeout",
+        feature = "request-id",
+        feature = "axum"
+    ),
+    doc = include_str!("../docs/quick-start.md")
+)]
 //!
 //! # Features
 //!
@@ -130,5 +103,5 @@ pub use builder::ServiceBuilderExt;
 pub use error::{BoxError, ConfigError, Rejection, RejectionKind};
 
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "full"))]
 pub struct ReadmeDoctests;

@@ -8,38 +8,17 @@
 macro_rules! inner_accessors {
     () => {
         /// The wrapped service.
-        ///
-        /// ```
-        /// # use tower::{Layer, service_fn};
-        /// # use tower_rampart::http::RejectionResponseLayer;
-        /// let svc = RejectionResponseLayer::new().layer(7_u8);
-        /// assert_eq!(*svc.get_ref(), 7);
-        /// ```
         pub fn get_ref(&self) -> &S {
             &self.inner
         }
 
         /// The wrapped service, mutably.
-        ///
-        /// ```
-        /// # use tower::Layer;
-        /// # use tower_rampart::http::RejectionResponseLayer;
-        /// let mut svc = RejectionResponseLayer::new().layer(7_u8);
-        /// *svc.get_mut() += 1;
-        /// assert_eq!(*svc.get_ref(), 8);
-        /// ```
         pub fn get_mut(&mut self) -> &mut S {
             &mut self.inner
         }
 
         /// Unwraps the service, dropping this layer's per-service parts (shared state lives on
         /// in the layer and in other clones).
-        ///
-        /// ```
-        /// # use tower::Layer;
-        /// # use tower_rampart::http::RejectionResponseLayer;
-        /// assert_eq!(RejectionResponseLayer::new().layer(7_u8).into_inner(), 7);
-        /// ```
         pub fn into_inner(self) -> S {
             self.inner
         }

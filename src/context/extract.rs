@@ -23,7 +23,7 @@ pub struct NotInScope {
 }
 
 impl NotInScope {
-    /// The rejection for a missing [`Deadline`].
+    /// The rejection for a missing [`Deadline`](super::Deadline).
     ///
     /// See [`NotInScope`] for an example.
     #[cfg(feature = "timeout")]
@@ -34,7 +34,7 @@ impl NotInScope {
         }
     }
 
-    /// The rejection for a missing [`RequestId`].
+    /// The rejection for a missing [`RequestId`](super::RequestId).
     ///
     /// ```
     /// # use tower_rampart::context::NotInScope;

@@ -10,11 +10,12 @@
 //! moved to another task with `tokio::spawn` leaves the scope: carry it with [`spawn`].
 //!
 //! ```
+//! # #[cfg(feature = "timeout")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
 //! use std::time::Duration;
 //! use tower_rampart::{context, timeout::Deadline};
 //!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() {
 //! let deadline = Deadline::after(Duration::from_secs(2));
 //! let left = context::scope(context::Context::new().with_deadline(deadline), async {
 //!     // Anywhere below, however deep: how much time is left?
@@ -24,6 +25,8 @@
 //! assert_eq!(left, Some(Duration::from_secs(2)));
 //! assert!(Deadline::current().is_none()); // outside the scope
 //! # }
+//! # #[cfg(not(feature = "timeout"))]
+//! # fn main() {}
 //! ```
 
 use std::cell::Cell;
@@ -141,15 +144,18 @@ impl<V: Slot> Drop for Entered<'_, V> {
 /// reference-counted).
 ///
 /// ```
+/// # #[cfg(feature = "timeout")]
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
 /// use std::time::Duration;
 /// use tower_rampart::{context::Context, timeout::Deadline};
 ///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
 /// let ctx = Context::new().with_deadline(Deadline::after(Duration::from_secs(1)));
 /// assert!(ctx.deadline().is_some());
 /// assert!(Context::new().deadline().is_none());
 /// # }
+/// # #[cfg(not(feature = "timeout"))]
+/// # fn main() {}
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Context {
@@ -309,11 +315,12 @@ impl<F: Future, V: Slot> Future for Scoped<F, V> {
 /// Outside a tokio runtime, like `tokio::spawn`.
 ///
 /// ```
+/// # #[cfg(feature = "timeout")]
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
 /// use std::time::Duration;
 /// use tower_rampart::{context, timeout::Deadline};
 ///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
 /// let ctx = context::Context::new().with_deadline(Deadline::after(Duration::from_secs(3)));
 /// let seen = context::scope(ctx, async {
 ///     context::spawn(async { Deadline::current().is_some() }).await.unwrap()
@@ -321,6 +328,8 @@ impl<F: Future, V: Slot> Future for Scoped<F, V> {
 /// .await;
 /// assert!(seen);
 /// # }
+/// # #[cfg(not(feature = "timeout"))]
+/// # fn main() {}
 /// ```
 pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
 where

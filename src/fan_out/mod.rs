@@ -19,13 +19,14 @@
 //! optional, with 300 ms each, all under a 1 s cap.
 //!
 //! ```
+//! # #[cfg(feature = "axum")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
 //! use std::time::Duration;
 //! use axum::{Router, body::Body, extract::Path, routing::get};
 //! use tower::ServiceExt;
 //! use tower_rampart::{Rejection, fan_out::{FanOut, Part}};
 //!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() {
 //! let core = tower::service_fn(|id: u64| async move {
 //!     Ok::<_, std::convert::Infallible>(format!(r#"{{"id":{id},"name":"kettle"}}"#))
 //! });
@@ -70,6 +71,8 @@
 //!     r#"{"product":{"id":7,"name":"kettle"},"related":[3,9],"degraded":["reviews"]}"#
 //! );
 //! # }
+//! # #[cfg(not(feature = "axum"))]
+//! # fn main() {}
 //! ```
 //!
 //! # Cancellation

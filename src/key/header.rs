@@ -59,14 +59,16 @@ pub const MAX_AUTHORITY_LEN: usize = 259;
 /// server-side breaker by something the server controls (the route, the upstream it calls).
 ///
 /// ```
-/// use tower_rampart::circuit_breaker::CircuitBreakerLayer;
 /// use tower_rampart::key::{KeyFn, UpstreamHost};
 ///
 /// let request = http::Request::get("http://billing.internal:8080/charge").body(()).unwrap();
 /// assert_eq!(UpstreamHost.key(&request), Some("billing.internal:8080"));
 ///
+/// # #[cfg(feature = "circuit-breaker")] {
+/// use tower_rampart::circuit_breaker::CircuitBreakerLayer;
 /// let layer = CircuitBreakerLayer::builder().with_key(UpstreamHost).build()?;
 /// # let _ = layer;
+/// # }
 /// # Ok::<(), tower_rampart::ConfigError>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default)]

@@ -40,15 +40,18 @@ pub use ip::{ClientIp, ForwardedHeader, PeerIp};
 /// from the request.
 ///
 /// ```
-/// use std::time::Duration;
-/// use tower_rampart::rate_limit::RateLimitLayer;
+/// use tower_rampart::key::KeyFn;
 ///
 /// // Limit per tenant, read from the request itself.
 /// struct Job { tenant: u32 }
-/// let layer = RateLimitLayer::per_second(10)
-///     .with_key(|job: &Job| Some(job.tenant))
+/// let tenant = |job: &Job| Some(job.tenant);
+/// assert_eq!(tenant.key(&Job { tenant: 7 }), Some(7));
+/// # #[cfg(feature = "rate-limit")] {
+/// let layer = tower_rampart::rate_limit::RateLimitLayer::per_second(10)
+///     .with_key(tenant)
 ///     .build()?;
 /// # let _ = layer;
+/// # }
 /// # Ok::<(), tower_rampart::ConfigError>(())
 /// ```
 pub trait KeyFn<Req>: Clone + Send + Sync + 'static {
