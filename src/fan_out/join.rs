@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
-use tracing::Instrument;
-use tracing::instrument::Instrumented;
 
 use super::outcome::{MAX_PARTS, Outcome, PartReport, PartResult, Status};
 use super::part::{Fallback, MapRequest, Part};
@@ -21,9 +19,9 @@ use crate::timeout::future::timed_out;
 use crate::{BoxError, Rejection, context};
 
 /// One part's call as it runs: readiness then the call, with the part's deadline in scope
-/// (for the part's own outbound layers), in a `fan_out.part` span. The deadline itself is
-/// enforced by the fan-out's one timer.
-pub type PartFuture<S, R> = Instrumented<context::Scoped<Oneshot<S, R>, Option<Deadline>>>;
+/// (for the part's own outbound layers). The deadline itself is enforced by the fan-out's
+/// one timer, and the part's `fan_out.part` span is its task's.
+pub type PartFuture<S, R> = context::Scoped<Oneshot<S, R>, Option<Deadline>>;
 
 pin_project_lite::pin_project! {
     /// One part of a running fan-out: its call, then its result.
@@ -33,6 +31,9 @@ pin_project_lite::pin_project! {
         deadline: Instant,
         budget: Duration,
         fallback: Fb,
+        // Entered around every poll of the call; `None` when no subscriber wants it, so a
+        // disabled span costs nothing at all.
+        span: Option<tracing::Span>,
         #[pin]
         state: TaskState<F, T>,
     }
@@ -74,7 +75,11 @@ where
         let StateProj::Running { call } = this.state.as_mut().project() else {
             return Poll::Ready(Ok(()));
         };
-        let Poll::Ready(answer) = call.poll(cx) else {
+        let polled = {
+            let _entered = this.span.as_ref().map(tracing::Span::enter);
+            call.poll(cx)
+        };
+        let Poll::Ready(answer) = polled else {
             return Poll::Pending;
         };
         Poll::Ready(self.end(answer.map_err(Some)))
@@ -210,16 +215,20 @@ impl<S, M, Fb> Part<S, M, Fb> {
         let budget = self.timeout.map_or(overall, |limit| limit.min(overall));
         let deadline = Deadline::starting(now, budget);
         let call = Oneshot::new(self.service.clone(), self.map.map(req));
-        let span =
-            tracing::debug_span!("fan_out.part", part = self.name, essential = self.essential);
+        // Checked first: with tracing's `log` feature on (axum's default) and no subscriber, a
+        // disabled span still costs its hand-off to `log`, hundreds of instructions a part.
+        let span = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            tracing::debug_span!("fan_out.part", part = self.name, essential = self.essential)
+        });
         PartTask {
             name: self.name,
             essential: self.essential,
             deadline: deadline.instant(),
             budget,
             fallback: self.fallback.clone(),
+            span,
             state: TaskState::Running {
-                call: context::scoped(Some(deadline), call).instrument(span),
+                call: context::scoped(Some(deadline), call),
             },
         }
     }

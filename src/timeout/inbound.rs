@@ -91,16 +91,62 @@ pub(crate) fn inbound_budget(
     if headers.is_empty() {
         return None;
     }
+    // Few headers: one pass comparing names is cheaper than hashing each name looked up
+    // (two hashed lookups cost more than scanning a dozen entries).
+    if headers.keys_len() <= SCAN_UP_TO {
+        let (mut grpc_value, mut plain_value) = (None, None);
+        let grpc_name = GRPC_TIMEOUT.as_str();
+        let plain_name = budget_header.map_or("", HeaderName::as_str);
+        for (name, value) in headers {
+            // Lengths first: most names differ in length from both.
+            let name = name.as_str();
+            if name.len() == grpc_name.len() && grpc && grpc_value.is_none() && name == grpc_name {
+                grpc_value = Some(value);
+            } else if name.len() == plain_name.len() && plain_value.is_none() && name == plain_name
+            {
+                plain_value = Some(value);
+            }
+        }
+        let grpc = grpc_value.and_then(|v| parsed(&GRPC_TIMEOUT, v, parse_grpc_timeout));
+        let plain = budget_header
+            .zip(plain_value)
+            .and_then(|(name, v)| parsed(name, v, parse_millis));
+        return earliest(grpc, plain);
+    }
     let grpc = if grpc {
         read(headers, &GRPC_TIMEOUT, parse_grpc_timeout)
     } else {
         None
     };
     let plain = budget_header.and_then(|name| read(headers, name, parse_millis));
+    earliest(grpc, plain)
+}
+
+/// Header names at most, for which [`inbound_budget`] scans instead of looking up.
+const SCAN_UP_TO: usize = 16;
+
+/// The earlier of two budgets, either of which may be missing.
+#[inline]
+fn earliest(grpc: Option<Duration>, plain: Option<Duration>) -> Option<Duration> {
     match (grpc, plain) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// `parse` applied to `value`, the value of `name`; a malformed value is ignored with a DEBUG
+/// event.
+#[inline]
+fn parsed(
+    name: &HeaderName,
+    value: &HeaderValue,
+    parse: impl FnOnce(&[u8]) -> Option<Duration>,
+) -> Option<Duration> {
+    let parsed = parse(value.as_bytes());
+    if parsed.is_none() {
+        malformed(name, value);
+    }
+    parsed
 }
 
 /// `parse` applied to the value of `name`, if present; a malformed value is ignored with a
@@ -111,12 +157,7 @@ fn read(
     name: &HeaderName,
     parse: impl FnOnce(&[u8]) -> Option<Duration>,
 ) -> Option<Duration> {
-    let value = headers.get(name)?;
-    let parsed = parse(value.as_bytes());
-    if parsed.is_none() {
-        malformed(name, value);
-    }
-    parsed
+    parsed(name, headers.get(name)?, parse)
 }
 
 #[cold]
@@ -156,6 +197,35 @@ mod tests {
             "٣S",
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn scanning_few_headers_and_looking_up_many_agree() {
+        for filler in [0, 3, 40] {
+            let mut headers = HeaderMap::new();
+            for i in 0..filler {
+                headers.insert(
+                    HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap(),
+                    HeaderValue::from_static("1"),
+                );
+            }
+            headers.insert(&GRPC_TIMEOUT, HeaderValue::from_static("300m"));
+            headers.insert(&DEFAULT_BUDGET_HEADER, HeaderValue::from_static("200"));
+            let both = inbound_budget(&headers, true, Some(&DEFAULT_BUDGET_HEADER));
+            assert_eq!(both, Some(Duration::from_millis(200)), "{filler} fillers");
+            let grpc_only = inbound_budget(&headers, true, None);
+            assert_eq!(
+                grpc_only,
+                Some(Duration::from_millis(300)),
+                "{filler} fillers"
+            );
+            let plain_only = inbound_budget(&headers, false, Some(&DEFAULT_BUDGET_HEADER));
+            assert_eq!(
+                plain_only,
+                Some(Duration::from_millis(200)),
+                "{filler} fillers"
+            );
         }
     }
 
