@@ -751,31 +751,6 @@ async fn a_client_pacing_itself_by_the_advertised_fields_is_never_refused() {
     }
 }
 
-/// Regression: a keyless `PeerIp` (no `ConnectInfo`, or the `axum` feature off) put every
-/// client in one bucket and said so only at WARN. It is an ERROR now, once per limiter.
-#[test]
-fn a_missing_peer_address_is_an_error_once() {
-    let layer = RateLimitLayer::per_second(100)
-        .with_key(PeerIp)
-        .with_clock(ManualClock::new())
-        .build()
-        .unwrap();
-    let mut svc = layer.layer(service_fn(|_: Request<()>| {
-        std::future::ready(Ok::<_, Infallible>(()))
-    }));
-    let ((), events) = support::capture_events(|| {
-        for _ in 0..3 {
-            support::ready_now(svc.call(Request::new(()))).unwrap();
-        }
-    });
-    let errors: Vec<_> = events
-        .iter()
-        .filter(|(level, _)| *level == tracing::Level::ERROR)
-        .collect();
-    assert_eq!(errors.len(), 1, "{events:?}");
-    assert!(errors[0].1.contains("into_make_service_with_connect_info"));
-}
-
 /// Admitted requests out of `n`, each made by `make(i)`, through a limiter of 20 at once.
 fn admitted_of<K>(key: K, n: u32, make: impl Fn(u32) -> Request<()>) -> u32
 where

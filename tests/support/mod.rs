@@ -162,42 +162,6 @@ pub fn capture_events<R>(f: impl FnOnce() -> R) -> (R, Vec<(tracing::Level, Stri
     (out, captured)
 }
 
-/// Runs `f` with a thread-local subscriber and returns every event as one line of text:
-/// its message, then each field as `name=value`, as a formatting subscriber would print it.
-pub fn capture_lines<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
-    use std::fmt::Write as _;
-    use tracing_subscriber::layer::SubscriberExt;
-
-    type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-    struct Capture(Lines);
-    struct Fields<'a>(&'a mut String);
-    impl tracing::field::Visit for Fields<'_> {
-        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
-        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-            let _ = write!(self.0, " {}={value}", field.name());
-        }
-    }
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-        fn on_event(
-            &self,
-            event: &tracing::Event<'_>,
-            _: tracing_subscriber::layer::Context<'_, S>,
-        ) {
-            let mut line = String::new();
-            event.record(&mut Fields(&mut line));
-            self.0.lock().unwrap().push(line);
-        }
-    }
-
-    let lines = Lines::default();
-    let subscriber = tracing_subscriber::registry().with(Capture(lines.clone()));
-    let out = tracing::subscriber::with_default(subscriber, f);
-    let captured = lines.lock().unwrap().clone();
-    (out, captured)
-}
-
 /// A header value as hyper hands one over: a slice of a shared read buffer, so cloning it
 /// copies nothing.
 pub fn shared_header(text: &str) -> http::HeaderValue {
