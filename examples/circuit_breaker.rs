@@ -21,8 +21,8 @@ use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_rampart::Rejection;
 use tower_rampart::circuit_breaker::{CircuitBreakerLayer, UpstreamHost};
-use tower_rampart::{Rejection, ServiceBuilderExt};
 use tracing_subscriber::EnvFilter;
 
 async fn backend(failures_first: u32) -> std::io::Result<SocketAddr> {
@@ -62,9 +62,7 @@ async fn main() -> Result<(), tower_rampart::BoxError> {
         .with_key(UpstreamHost)
         .build()?;
     let http = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let mut client = ServiceBuilder::new()
-        .circuit_breaker(breakers.clone())
-        .service(http);
+    let mut client = ServiceBuilder::new().layer(breakers.clone()).service(http);
 
     for round in 0..30 {
         let mut line = format!("{:>5} ms", round * 100);

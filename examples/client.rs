@@ -30,7 +30,7 @@ use tower_rampart::context::{self, Context};
 use tower_rampart::rate_limit::RateLimitLayer;
 use tower_rampart::request_id::{PropagateRequestIdLayer, RequestId, Rules};
 use tower_rampart::timeout::{Deadline, PropagateDeadlineLayer};
-use tower_rampart::{BoxError, Rejection, ServiceBuilderExt};
+use tower_rampart::{BoxError, Rejection};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -100,8 +100,8 @@ async fn main() -> Result<(), Error> {
     let mut client = ServiceBuilder::new()
         .layer(PropagateRequestIdLayer::new())
         .layer(PropagateDeadlineLayer::new())
-        .circuit_breaker(breakers.clone())
-        .token_bucket(limiter)
+        .layer(breakers.clone())
+        .layer(limiter)
         .service(http)
         .map_err(Into::<BoxError>::into);
 

@@ -41,13 +41,13 @@ fn with_stack() -> Result<Router, tower_rampart::ConfigError> {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new())
             .rejection_response()
-            .deadline(TimeoutLayer::new(Duration::from_secs(1)).unwrap())
-            .token_bucket(
+            .layer(TimeoutLayer::new(Duration::from_secs(1)).unwrap())
+            .layer(
                 RateLimitLayer::per_second(10_000_000)
                     .burst(1_000_000)
                     .build()?,
             )
-            .circuit_breaker(CircuitBreakerLayer::builder().build()?),
+            .layer(CircuitBreakerLayer::builder().build()?),
     ))
 }
 

@@ -35,14 +35,14 @@ fn the_whole_stack_adds_at_most_two_allocations_per_request() {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new())
             .rejection_response()
-            .deadline(TimeoutLayer::new(Duration::from_secs(10)).unwrap())
-            .token_bucket(
+            .layer(TimeoutLayer::new(Duration::from_secs(10)).unwrap())
+            .layer(
                 RateLimitLayer::per_second(1_000_000)
                     .burst(1_000_000)
                     .build()
                     .unwrap(),
             )
-            .circuit_breaker(CircuitBreakerLayer::builder().build().unwrap())
+            .layer(CircuitBreakerLayer::builder().build().unwrap())
             .service_fn(respond)
     };
     // As hyper hands them over: a `host` header, and values that share the read buffer.

@@ -50,14 +50,14 @@ fn rampart() -> impl Service<Request<Body>, Response = Response<Body>, Error = I
     ServiceBuilder::new()
         .layer(SetRequestIdLayer::new())
         .rejection_response()
-        .deadline(TimeoutLayer::new(LIMIT).unwrap())
-        .token_bucket(
+        .layer(TimeoutLayer::new(LIMIT).unwrap())
+        .layer(
             RateLimitLayer::per_second(1_000_000_000)
                 .burst(1_000_000_000)
                 .build()
                 .unwrap(),
         )
-        .circuit_breaker(CircuitBreakerLayer::builder().build().unwrap())
+        .layer(CircuitBreakerLayer::builder().build().unwrap())
         .service(handler())
 }
 

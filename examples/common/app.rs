@@ -27,7 +27,7 @@ use http::{Request, StatusCode, header};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_rampart::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
-use tower_rampart::fan_out::{FanOut, Outcome, Part, PartResult};
+use tower_rampart::fan_out::{Answers, FanOut, Part, PartResult};
 use tower_rampart::metrics::HttpMetricsLayer;
 use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
 use tower_rampart::request_id::SetRequestIdLayer;
@@ -144,11 +144,7 @@ pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
         ))
         .merge(product_page()?)
         // The limiter's 429s become responses here, inside the route.
-        .layer(
-            ServiceBuilder::new()
-                .rejection_response()
-                .token_bucket(per_client),
-        );
+        .layer(ServiceBuilder::new().rejection_response().layer(per_client));
     let health_breaker = flaky_breaker.clone();
     let router = Router::new()
         .merge(limited)
@@ -185,7 +181,7 @@ pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
                 .rejection_response()
                 // 1 s per request, or less if the caller sends `grpc-timeout` or
                 // `x-request-timeout-ms`; 504 when it runs out.
-                .deadline(TimeoutLayer::new(config.request_timeout)?),
+                .layer(TimeoutLayer::new(config.request_timeout)?),
         );
     Ok(App {
         router,
@@ -282,7 +278,7 @@ fn product_page() -> Result<Router, ConfigError> {
 
 /// The product page as JSON: the parts that answered, and the list of those that did not.
 fn render(
-    outcome: Outcome<(PartResult<String>, PartResult<String>, PartResult<String>)>,
+    outcome: Answers<(PartResult<String>, PartResult<String>, PartResult<String>)>,
 ) -> Result<Response, Rejection> {
     let (core, reviews, related) = outcome.parts();
     let mut fields = Vec::new();

@@ -271,7 +271,7 @@ impl<C: Clock> Registry<C> {
     }
 }
 
-/// How a layer finds the breaker of a request: [`Single`] or [`Keyed`]. Sealed.
+/// How a layer finds the breaker of a request: [`Single`] or [`PerKey`]. Sealed.
 pub trait Select<Req>: private::Select<Req> {}
 
 impl<Req, K: private::Select<Req>> Select<Req> for K {}
@@ -317,12 +317,12 @@ impl<Req, C: Clock> private::Select<Req> for Single<C> {
 
 /// A breaker per key, made by
 /// [`CircuitBreakerBuilder::with_key`](super::CircuitBreakerBuilder::with_key).
-pub struct Keyed<K, C = crate::clock::TokioClock> {
+pub struct PerKey<K, C = crate::clock::TokioClock> {
     pub(crate) key: K,
     pub(crate) registry: Arc<Registry<C>>,
 }
 
-impl<K: Clone, C> Clone for Keyed<K, C> {
+impl<K: Clone, C> Clone for PerKey<K, C> {
     fn clone(&self) -> Self {
         Self {
             key: self.key.clone(),
@@ -331,16 +331,16 @@ impl<K: Clone, C> Clone for Keyed<K, C> {
     }
 }
 
-impl<K: fmt::Debug, C> fmt::Debug for Keyed<K, C> {
+impl<K: fmt::Debug, C> fmt::Debug for PerKey<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyed")
+        f.debug_struct("PerKey")
             .field("key", &self.key)
             .field("registry", &self.registry)
             .finish()
     }
 }
 
-impl<Req, K, C> private::Select<Req> for Keyed<K, C>
+impl<Req, K, C> private::Select<Req> for PerKey<K, C>
 where
     K: KeyFn<Req>,
     for<'r> K::Key<'r>: fmt::Debug,

@@ -8,7 +8,7 @@ use crate::clock::{Clock, TokioClock, duration_nanos};
 use crate::error::{CircuitOpen, ConfigError};
 use crate::sync::Arc;
 
-use super::breaker::{Breaker, Keyed, Registry, Single, Template, default_lanes};
+use super::breaker::{Breaker, PerKey, Registry, Single, Template, default_lanes};
 use super::classify::HttpClassifier;
 use super::fallback::{FallbackFn, FallbackService, Reject};
 use super::layer::CircuitBreakerLayer;
@@ -653,7 +653,7 @@ impl<K, Cl, F, C> CircuitBreakerBuilder<ByKey<K>, Cl, F, C> {
     /// A [`ConfigError`] naming the first invalid setting.
     ///
     /// See [`with_key`](Self::with_key) for an example.
-    pub fn build(self) -> Result<CircuitBreakerLayer<Keyed<K, C>, Cl, F>, ConfigError>
+    pub fn build(self) -> Result<CircuitBreakerLayer<PerKey<K, C>, Cl, F>, ConfigError>
     where
         C: Clock,
     {
@@ -675,7 +675,7 @@ impl<K, Cl, F, C> CircuitBreakerBuilder<ByKey<K>, Cl, F, C> {
         };
         let registry = Registry::new(template, s.max_keys, duration_nanos(s.idle_timeout));
         Ok(CircuitBreakerLayer::from_parts(
-            Keyed {
+            PerKey {
                 key: self.key.0,
                 registry: Arc::new(registry),
             },

@@ -8,12 +8,12 @@ use tower_layer::Layer;
 use crate::clock::Clock;
 use crate::sync::Arc;
 
-use super::breaker::{Keyed, Single};
+use super::breaker::{PerKey, Single};
 use super::classify::HttpClassifier;
 use super::config::CircuitBreakerBuilder;
 use super::fallback::Reject;
 use super::service::CircuitBreaker;
-use super::state::{CircuitState, Core, Metrics};
+use super::state::{CircuitState, Core, Counts};
 
 /// Wraps services in a [`CircuitBreaker`]; every service it makes shares one breaker (or,
 /// keyed, one registry of breakers).
@@ -43,6 +43,21 @@ pub struct CircuitBreakerLayer<K = Single, Cl = HttpClassifier, F = Reject> {
     classifier: Cl,
     fallback: F,
 }
+
+/// A breaker per key of `K` (for example one per upstream host), the layer
+/// [`CircuitBreakerBuilder::with_key`] builds.
+///
+/// ```
+/// use tower_rampart::circuit_breaker::{CircuitBreakerLayer, PerKeyCircuitBreakerLayer};
+/// use tower_rampart::key::UpstreamHost;
+///
+/// let per_host: PerKeyCircuitBreakerLayer<UpstreamHost> =
+///     CircuitBreakerLayer::builder().with_key(UpstreamHost).build()?;
+/// # let _ = per_host;
+/// # Ok::<(), tower_rampart::ConfigError>(())
+/// ```
+pub type PerKeyCircuitBreakerLayer<K, Cl = HttpClassifier, F = Reject> =
+    CircuitBreakerLayer<PerKey<K>, Cl, F>;
 
 // === impl CircuitBreakerLayer ===
 
@@ -93,7 +108,7 @@ impl<C: Clock, Cl, F> CircuitBreakerLayer<Single<C>, Cl, F> {
     }
 }
 
-impl<K, C: Clock, Cl, F> CircuitBreakerLayer<Keyed<K, C>, Cl, F> {
+impl<K, C: Clock, Cl, F> CircuitBreakerLayer<PerKey<K, C>, Cl, F> {
     /// The handle of `key`'s breaker, if it has one now. Pass the key as the extractor
     /// returns it (a `&str` for [`UpstreamHost`](super::UpstreamHost)).
     ///
@@ -215,8 +230,8 @@ impl CircuitBreakerHandle {
 
     /// The counters since the breaker was built.
     ///
-    /// See [`Metrics`] for an example.
-    pub fn metrics(&self) -> Metrics {
+    /// See [`Counts`] for an example.
+    pub fn metrics(&self) -> Counts {
         self.core.metrics()
     }
 

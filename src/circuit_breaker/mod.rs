@@ -143,10 +143,10 @@ pub mod future;
 
 pub use crate::key::KeyFn;
 pub use crate::key::UpstreamHost;
-pub use breaker::{Keyed, Select, Single};
+pub use breaker::{PerKey, Select, Single};
 pub use classify::{Classify, ErrorsFail, HttpClassifier, Outcome};
-pub use config::{ByKey, CircuitBreakerBuilder};
+pub use config::CircuitBreakerBuilder;
 pub use fallback::{Fallback, FallbackFn, FallbackService, Oneshot, Reject};
-pub use layer::{CircuitBreakerHandle, CircuitBreakerLayer};
+pub use layer::{CircuitBreakerHandle, CircuitBreakerLayer, PerKeyCircuitBreakerLayer};
 pub use service::CircuitBreaker;
-pub use state::{CircuitState, Metrics, Transition};
+pub use state::{CircuitState, Counts, Transition};

@@ -370,7 +370,7 @@ struct PaddedU64(AtomicU64);
 /// # Ok::<(), tower_rampart::ConfigError>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Metrics {
+pub struct Counts {
     successes: u64,
     failures: u64,
     ignored: u64,
@@ -379,7 +379,7 @@ pub struct Metrics {
     transitions: u64,
 }
 
-impl Metrics {
+impl Counts {
     /// Completed calls: successes, failures and ignored outcomes.
     ///
     /// ```
@@ -423,7 +423,7 @@ impl Metrics {
     }
     /// Calls rejected without reaching the inner service.
     ///
-    /// See [`Metrics`] for an example.
+    /// See [`Counts`] for an example.
     pub const fn rejected(&self) -> u64 {
         self.rejected
     }
@@ -946,10 +946,10 @@ impl Core {
         }
     }
 
-    pub(crate) fn metrics(&self) -> Metrics {
-        let mut metrics = Metrics {
+    pub(crate) fn metrics(&self) -> Counts {
+        let mut metrics = Counts {
             transitions: self.transitions.load(Ordering::Relaxed),
-            ..Metrics::default()
+            ..Counts::default()
         };
         for lane in &*self.counters {
             metrics.successes += lane.successes.load(Ordering::Relaxed);

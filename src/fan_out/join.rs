@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::outcome::{MAX_PARTS, Outcome, PartReport, PartResult, Status};
-use super::part::{Fallback, MapRequest, Part};
+use super::outcome::{Answers, MAX_PARTS, PartReport, PartResult, Status};
+use super::part::{MapRequest, Part, PartFallback};
 use crate::error::PartFailed;
 use crate::oneshot::Oneshot;
 use crate::timeout::Deadline;
@@ -21,7 +21,7 @@ use crate::{BoxError, Rejection, context};
 /// One part's call as it runs: readiness then the call, with the part's deadline in scope
 /// (for the part's own outbound layers). The deadline itself is enforced by the fan-out's
 /// one timer, and the part's `fan_out.part` span is its task's.
-pub type PartFuture<S, R> = context::Scoped<Oneshot<S, R>, Option<Deadline>>;
+pub(super) type PartFuture<S, R> = context::Scoped<Oneshot<S, R>, Option<Deadline>>;
 
 pin_project_lite::pin_project! {
     /// One part of a running fan-out: its call, then its result.
@@ -67,7 +67,7 @@ fn status_of(err: &BoxError) -> Status {
 impl<F, T, Fb> PartTask<F, T, Fb>
 where
     F: Future<Output = Result<T, BoxError>>,
-    Fb: Fallback<T>,
+    Fb: PartFallback<T>,
 {
     /// Drives the part; `Ready(Err)` when an essential part failed with no fallback.
     fn poll_part(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), PartFailed>> {
@@ -260,7 +260,7 @@ pub(crate) mod private {
         /// Each part's [`PartResult`], in a tuple.
         type Output;
         /// The joined calls.
-        type Future: Future<Output = Result<Outcome<Self::Output>, Rejection>>;
+        type Future: Future<Output = Result<Answers<Self::Output>, Rejection>>;
         fn start(&self, req: &Req, now: Instant, overall: Duration) -> Self::Future;
     }
 }
@@ -346,7 +346,7 @@ macro_rules! join {
                 $M: MapRequest<Req>,
                 $S: Service<$M::Request> + Clone,
                 $S::Error: Into<BoxError>,
-                $F: Fallback<$S::Response>,
+                $F: PartFallback<$S::Response>,
             )+
         {
             type Output = ($(PartResult<$S::Response>,)+);
@@ -365,10 +365,10 @@ macro_rules! join {
         where
             $(
                 $T: Future<Output = Result<$F, BoxError>>,
-                $M: Fallback<$F>,
+                $M: PartFallback<$F>,
             )+
         {
-            type Output = Result<Outcome<($(PartResult<$F>,)+)>, Rejection>;
+            type Output = Result<Answers<($(PartResult<$F>,)+)>, Rejection>;
 
             fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
                 let mut this = self.project();
@@ -425,7 +425,7 @@ macro_rules! join {
                     return Poll::Ready(Err(Rejection::PartFailed(first)));
                 }
                 let parts = ($(this.$field.as_mut().take(),)+);
-                Poll::Ready(Ok(Outcome::new(parts, reports, reports_len)))
+                Poll::Ready(Ok(Answers::new(parts, reports, reports_len)))
             }
         }
     };

@@ -2,12 +2,12 @@
 //!
 //! A [`FanOut`] is a list of named [`Part`]s, each a Tower service with a mapping from the
 //! incoming request to its own, marked essential or optional, with its own timeout and an
-//! optional [`Fallback`] value. [`FanOut::call`] starts them all and joins them in place, in
+//! optional [`PartFallback`] value. [`FanOut::call`] starts them all and joins them in place, in
 //! the caller's task (no `tokio::spawn`, no boxing), under an overall deadline that is
 //! clamped to the request's [`Deadline`](crate::timeout::Deadline) when one is in scope;
 //! each part's timeout is clamped to what remains of it.
 //!
-//! The answer is an [`Outcome`]: each part's typed [`PartResult`] (`Ok`, `Fallback`,
+//! The answer is an [`Answers`]: each part's typed [`PartResult`] (`Ok`, `Fallback`,
 //! `TimedOut`, `Rejected` when its circuit breaker or rate limiter failed it fast, `Failed`),
 //! and a report per part, readable by name, with the list of degraded parts. An essential
 //! part that fails (with no fallback) ends the fan-out at once with
@@ -103,13 +103,14 @@ mod join;
 mod outcome;
 mod part;
 
-pub use join::{
-    Join1, Join2, Join3, Join4, Join5, Join6, Join7, Join8, PartFuture, PartList, PartTask, Parts,
-};
+// The joined futures and the part tuple's machinery appear in `FanOut`'s signatures but are
+// not for naming: they are left unexported.
+use join::PartList;
+pub use join::Parts;
 #[cfg(feature = "http")]
 pub use outcome::DEGRADED;
-pub use outcome::{MAX_PARTS, Outcome, PartReport, PartResult, Status};
-pub use part::{Cloned, Fallback, MapRequest, NoFallback, Part};
+pub use outcome::{Answers, MAX_PARTS, PartReport, PartResult, Status};
+pub use part::{Cloned, MapRequest, NoFallback, Part, PartFallback};
 
 /// Calls its [`Part`]s concurrently and answers with what arrived. Cheap to clone (it
 /// clones its parts' services); `call` takes `&self`, so one `FanOut` in an axum state
@@ -175,7 +176,7 @@ impl<P, Req> Service<Req> for FanOut<P>
 where
     P: Parts<Req>,
 {
-    type Response = Outcome<P::Output>;
+    type Response = Answers<P::Output>;
     type Error = Rejection;
     type Future = P::Future;
 

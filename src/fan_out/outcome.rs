@@ -1,4 +1,4 @@
-//! What a fan-out returns: each part's [`PartResult`], and an [`Outcome`] that reports them
+//! What a fan-out returns: each part's [`PartResult`], and an [`Answers`] that reports them
 //! by name.
 
 use std::fmt;
@@ -24,7 +24,7 @@ pub const MAX_PARTS: usize = 8;
 pub enum PartResult<T> {
     /// The part answered.
     Ok(T),
-    /// The part did not answer, and its [`Fallback`](super::Fallback) stood in.
+    /// The part did not answer, and its [`PartFallback`](super::PartFallback) stood in.
     Fallback(T),
     /// The part ran out of time: its own timeout or the fan-out's overall deadline.
     TimedOut,
@@ -123,10 +123,10 @@ impl fmt::Display for Status {
     }
 }
 
-/// One part's line in an [`Outcome`]: its name, whether it is essential, what happened to
+/// One part's line in an [`Answers`]: its name, whether it is essential, what happened to
 /// its call, and whether its fallback stood in.
 ///
-/// See [`Outcome`] for an example.
+/// See [`Answers`] for an example.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PartReport {
     name: &'static str,
@@ -154,35 +154,35 @@ impl PartReport {
 
     /// The part's name.
     ///
-    /// See [`Outcome`] for an example.
+    /// See [`Answers`] for an example.
     pub const fn name(&self) -> &'static str {
         self.name
     }
 
     /// Whether the part is essential.
     ///
-    /// See [`Outcome`] for an example.
+    /// See [`Answers`] for an example.
     pub const fn is_essential(&self) -> bool {
         self.essential
     }
 
     /// What happened to the part's call.
     ///
-    /// See [`Outcome`] for an example.
+    /// See [`Answers`] for an example.
     pub const fn status(&self) -> Status {
         self.status
     }
 
     /// Whether the part's fallback value stands in for its answer.
     ///
-    /// See [`Outcome`] for an example.
+    /// See [`Answers`] for an example.
     pub const fn used_fallback(&self) -> bool {
         self.fallback
     }
 
     /// Whether the part did not answer.
     ///
-    /// See [`Outcome`] for an example.
+    /// See [`Answers`] for an example.
     pub const fn is_degraded(&self) -> bool {
         !matches!(self.status, Status::Ok)
     }
@@ -214,13 +214,13 @@ impl PartReport {
 /// assert_eq!(degraded, ["related"]);
 /// # }
 /// ```
-pub struct Outcome<T> {
+pub struct Answers<T> {
     parts: T,
     reports: [PartReport; MAX_PARTS],
     len: usize,
 }
 
-impl<T> Outcome<T> {
+impl<T> Answers<T> {
     pub(super) fn new(parts: T, reports: [PartReport; MAX_PARTS], len: usize) -> Self {
         Self {
             parts,
@@ -231,7 +231,7 @@ impl<T> Outcome<T> {
 
     /// Each part's result, in the order the parts were added.
     ///
-    /// See [`Outcome`] for an example.
+    /// See [`Answers`] for an example.
     pub fn parts(&self) -> &T {
         &self.parts
     }
@@ -255,36 +255,36 @@ impl<T> Outcome<T> {
 
     /// Every part's report, in the order the parts were added.
     ///
-    /// See [`Outcome`] for an example.
+    /// See [`Answers`] for an example.
     pub fn reports(&self) -> &[PartReport] {
         &self.reports[..self.len]
     }
 
     /// The report of the part called `name`.
     ///
-    /// See [`Outcome`] for an example.
+    /// See [`Answers`] for an example.
     pub fn report(&self, name: &str) -> Option<&PartReport> {
         self.reports().iter().find(|r| r.name == name)
     }
 
     /// The reports of the parts that did not answer.
     ///
-    /// See [`Outcome`] for an example.
+    /// See [`Answers`] for an example.
     pub fn degraded(&self) -> impl Iterator<Item = &PartReport> {
         self.reports().iter().filter(|r| r.is_degraded())
     }
 
     /// Whether any part did not answer.
     ///
-    /// See [`Outcome`] for an example.
+    /// See [`Answers`] for an example.
     pub fn is_degraded(&self) -> bool {
         self.degraded().next().is_some()
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Outcome<T> {
+impl<T: fmt::Debug> fmt::Debug for Answers<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Outcome")
+        f.debug_struct("Answers")
             .field("parts", &self.parts)
             .field("reports", &self.reports())
             .finish()
@@ -296,13 +296,13 @@ mod http_helpers {
     use bytes::Bytes;
     use http::{HeaderName, HeaderValue, Response, header};
 
-    use super::Outcome;
+    use super::Answers;
     use crate::http::JsonObject;
 
     /// The header naming the degraded parts of a fan-out answer: `x-degraded: reviews,related`.
     pub static DEGRADED: HeaderName = HeaderName::from_static("x-degraded");
 
-    impl<T> Outcome<T> {
+    impl<T> Answers<T> {
         /// The degraded parts' names, comma-separated, for the [`DEGRADED`] header; `None` when
         /// every part answered. Names that are not valid header text are left out.
         ///

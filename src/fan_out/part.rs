@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// One named part of a [`FanOut`](super::FanOut): a Tower service, how to build its request
 /// from the incoming one ([`MapRequest`]), whether it is essential, its own timeout and an
-/// optional [`Fallback`] value.
+/// optional [`PartFallback`] value.
 ///
 /// ```
 /// use std::time::Duration;
@@ -171,29 +171,29 @@ where
 /// `Fn() -> T`.
 ///
 /// ```
-/// use tower_rampart::fan_out::{Fallback, NoFallback};
+/// use tower_rampart::fan_out::{PartFallback, NoFallback};
 ///
-/// assert_eq!(Fallback::<Vec<u8>>::fallback(&NoFallback), None);
+/// assert_eq!(PartFallback::<Vec<u8>>::fallback(&NoFallback), None);
 /// assert_eq!(Vec::<u8>::new.fallback(), Some(vec![]));
 /// ```
-pub trait Fallback<T>: Clone + Send + Sync + 'static {
+pub trait PartFallback<T>: Clone + Send + Sync + 'static {
     /// The stand-in value, if there is one.
     fn fallback(&self) -> Option<T>;
 }
 
 /// No stand-in: a part that does not answer is reported as it ended.
 ///
-/// See [`Fallback`] for an example.
+/// See [`PartFallback`] for an example.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoFallback;
 
-impl<T> Fallback<T> for NoFallback {
+impl<T> PartFallback<T> for NoFallback {
     fn fallback(&self) -> Option<T> {
         None
     }
 }
 
-impl<F, T> Fallback<T> for F
+impl<F, T> PartFallback<T> for F
 where
     F: Fn() -> T + Clone + Send + Sync + 'static,
 {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::gcra::Quota;
 use super::headers::{NoHeaders, RateLimitHeaders};
-use super::key::{Global, Keyed, WithCost, WithQuota};
+use super::key::{Global, PerKey, WithCost, WithQuota};
 use super::layer::RateLimitLayer;
 use super::limiter::{Limiter, MissingKey, Mode};
 
@@ -106,10 +106,10 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
     /// assert_eq!(per_api_key.key_count(), 0);
     /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
-    pub fn with_key<K>(self, key: K) -> RateLimitBuilder<Keyed<K>, C, H> {
+    pub fn with_key<K>(self, key: K) -> RateLimitBuilder<PerKey<K>, C, H> {
         RateLimitBuilder {
             settings: self.settings,
-            partition: Keyed(key),
+            partition: PerKey(key),
             clock: self.clock,
             headers: self.headers,
         }

@@ -27,7 +27,7 @@ pub struct Global;
 /// Requests partitioned by a [`KeyFn`]; made by
 /// [`RateLimitBuilder::with_key`](super::RateLimitBuilder::with_key).
 #[derive(Clone, Debug)]
-pub struct Keyed<K>(pub(crate) K);
+pub struct PerKey<K>(pub(crate) K);
 
 /// A partition whose cost per request comes from a closure; made by
 /// [`RateLimitBuilder::cost`](super::RateLimitBuilder::cost).
@@ -56,7 +56,7 @@ pub enum Bucketing {
     Missing,
 }
 
-/// How a limiter splits requests into buckets and charges them: [`Global`], [`Keyed`], and
+/// How a limiter splits requests into buckets and charges them: [`Global`], [`PerKey`], and
 /// the [`WithCost`] / [`WithQuota`] wrappers. Sealed; build one through the limiter's builder.
 pub trait Partition<Req>: private::Partition<Req> {}
 
@@ -82,7 +82,7 @@ pub(crate) mod private {
         }
     }
 
-    impl<Req, K: KeyFn<Req>> Partition<Req> for Keyed<K> {
+    impl<Req, K: KeyFn<Req>> Partition<Req> for PerKey<K> {
         #[inline]
         fn bucketing(&self, req: &Req, seed: &RandomState) -> Bucketing {
             match self.0.key(req) {

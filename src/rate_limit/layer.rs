@@ -11,7 +11,7 @@ use crate::clock::{Clock, TokioClock};
 use super::config::RateLimitBuilder;
 use super::gcra::Quota;
 use super::headers::NoHeaders;
-use super::key::{Global, Partition};
+use super::key::{Global, Partition, PerKey};
 use super::limiter::{Limiter, Verdict};
 use super::service::RateLimit;
 use crate::error::RateLimited;
@@ -44,6 +44,18 @@ pub struct RateLimitLayer<P = Global, C = TokioClock, H = NoHeaders> {
     partition: P,
     headers: H,
 }
+
+/// A limiter with one bucket per key of `K`, the layer [`RateLimitBuilder::with_key`] builds.
+///
+/// ```
+/// use tower_rampart::key::PeerIp;
+/// use tower_rampart::rate_limit::{PerKeyRateLimitLayer, RateLimitLayer};
+///
+/// let per_client: PerKeyRateLimitLayer<PeerIp> = RateLimitLayer::per_second(50).with_key(PeerIp).build()?;
+/// # let _ = per_client;
+/// # Ok::<(), tower_rampart::ConfigError>(())
+/// ```
+pub type PerKeyRateLimitLayer<K, C = TokioClock, H = NoHeaders> = RateLimitLayer<PerKey<K>, C, H>;
 
 // === impl RateLimitLayer ===
 

@@ -129,46 +129,22 @@ impl Admitted {
     }
 
     /// The sustained quota: the quota's `rate`, per [`window`](Self::window).
-    ///
-    /// ```
-    /// # use tower_rampart::rate_limit::Admitted;
-    /// fn limit(admitted: &Admitted) -> u32 { admitted.limit() }
-    /// # let _ = limit;
-    /// ```
     pub const fn limit(&self) -> u32 {
         self.rate
     }
 
     /// The quota's period: the window of `RateLimit-Policy`.
-    ///
-    /// ```
-    /// # use tower_rampart::rate_limit::Admitted;
-    /// fn window(admitted: &Admitted) -> std::time::Duration { admitted.window() }
-    /// # let _ = window;
-    /// ```
     pub const fn window(&self) -> Duration {
         Duration::from_nanos(self.period_nanos)
     }
 
     /// Whole tokens left in the bucket after this request: what may be sent at once now.
-    ///
-    /// ```
-    /// # use tower_rampart::rate_limit::Admitted;
-    /// fn left(admitted: &Admitted) -> u64 { admitted.remaining() }
-    /// # let _ = left;
-    /// ```
     pub const fn remaining(&self) -> u64 {
         self.remaining
     }
 
     /// Time until one more token is there (zero when the bucket is full): the `t` of the
     /// `RateLimit` field.
-    ///
-    /// ```
-    /// # use tower_rampart::rate_limit::Admitted;
-    /// fn reset(admitted: &Admitted) -> std::time::Duration { admitted.reset() }
-    /// # let _ = reset;
-    /// ```
     pub const fn reset(&self) -> Duration {
         Duration::from_nanos(self.next_nanos)
     }

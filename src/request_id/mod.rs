@@ -23,7 +23,7 @@
 //!     .layer(SetRequestIdLayer::new())     // 1. id, span, context, echo
 //!     .layer(TraceLayer::new_for_http())   // 2. the app's trace span, inside ours
 //!     .rejection_response()                // 3. rejections become responses (echoed by 1)
-//!     .deadline(..).token_bucket(..)       // 4. the other rampart layers
+//!     .deadline(..).layer(..)       // 4. the other rampart layers
 //! ```
 //!
 //! # Sharing
