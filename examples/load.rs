@@ -1,12 +1,14 @@
 //! A bounded loopback load test: the same axum handler served bare and behind the whole
-//! rampart stack, each driven by N keep-alive HTTP/1 connections for T seconds; prints
-//! requests per second, p50 and p99 for each, and the stack's share of the bare throughput.
+//! rampart stack, each driven by N keep-alive HTTP/1 connections for T seconds. The two
+//! alternate over R rounds (bare, stack, bare, stack, ...), so that a slow moment of the
+//! machine hits both alike; it prints each round, then the median ratio of the stack's
+//! throughput to bare with its spread, and the median p50 and p99 of each.
 //!
-//! Run with: cargo run --release --example load --features full -- [connections] [seconds]
+//! Run with: cargo run --release --example load --features full -- [connections] [seconds] [rounds]
 //!
-//! Defaults: 32 connections, 5 seconds per run; capped at 256 connections and 30 seconds.
-//! Client and servers share this process and its cores: compare the two runs with each
-//! other, not with other machines.
+//! Defaults: 32 connections, 3 seconds per run, 5 rounds; capped at 256 connections, 30
+//! seconds and 20 rounds. Client and servers share this process and its cores: compare the
+//! runs with each other, not with other machines.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,6 +30,7 @@ use tower_rampart::timeout::TimeoutLayer;
 
 const MAX_CONNECTIONS: usize = 256;
 const MAX_SECONDS: u64 = 30;
+const MAX_ROUNDS: usize = 20;
 
 /// The handler both runs serve.
 fn routes() -> Router {
@@ -128,20 +131,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .clamp(1, MAX_CONNECTIONS);
     let seconds: u64 = args
         .next()
-        .map_or(Ok(5), |a| a.parse())?
+        .map_or(Ok(3), |a| a.parse())?
         .clamp(1, MAX_SECONDS);
-    println!("{connections} connections, {seconds} s per run, loopback");
-    let bare = run(routes(), connections, seconds).await?;
-    let stack = run(with_stack()?, connections, seconds).await?;
-    for (name, r) in [("bare", &bare), ("full stack", &stack)] {
+    let rounds: usize = args
+        .next()
+        .map_or(Ok(5), |a| a.parse())?
+        .clamp(1, MAX_ROUNDS);
+    println!("{connections} connections, {seconds} s per run, {rounds} rounds, loopback");
+    let (mut ratios, mut bare_runs, mut stack_runs) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let bare = run(routes(), connections, seconds).await?;
+        let stack = run(with_stack()?, connections, seconds).await?;
+        let ratio = stack.per_second / bare.per_second;
         println!(
-            "{name:>10}: {:>9.0} req/s   p50 {:>5} µs   p99 {:>5} µs",
-            r.per_second, r.p50_us, r.p99_us
+            "round {round}: bare {:>9.0} req/s (p50 {} µs, p99 {} µs)   stack {:>9.0} req/s (p50 {} µs, p99 {} µs)   {:.1}%",
+            bare.per_second,
+            bare.p50_us,
+            bare.p99_us,
+            stack.per_second,
+            stack.p50_us,
+            stack.p99_us,
+            100.0 * ratio
+        );
+        ratios.push(ratio);
+        bare_runs.push(bare);
+        stack_runs.push(stack);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = |mut values: Vec<u32>| {
+        values.sort_unstable();
+        values[values.len() / 2]
+    };
+    println!(
+        "stack throughput: median {:.1}% of bare (from {:.1}% to {:.1}% over {rounds} rounds)",
+        100.0 * ratios[ratios.len() / 2],
+        100.0 * ratios[0],
+        100.0 * ratios[ratios.len() - 1]
+    );
+    for (name, runs) in [("bare", &bare_runs), ("stack", &stack_runs)] {
+        println!(
+            "{name:>5}: median p50 {} µs, median p99 {} µs",
+            median(runs.iter().map(|r| r.p50_us).collect()),
+            median(runs.iter().map(|r| r.p99_us).collect())
         );
     }
-    println!(
-        "full stack throughput: {:.1}% of bare",
-        100.0 * stack.per_second / bare.per_second
-    );
     Ok(())
 }
