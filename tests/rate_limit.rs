@@ -161,7 +161,7 @@ async fn wait_mode_waits_for_its_slot_up_to_max_wait() {
 
 /// A wait-mode limiter of one token per 100 ms whose token was just spent.
 async fn waiting_with_empty_bucket() -> (
-    RateLimitLayer,
+    tower_rampart::rate_limit::WaitingRateLimitLayer,
     impl Service<u32, Response = u32, Error = BoxError, Future: Send>,
 ) {
     let layer = RateLimitLayer::per_second(10)

@@ -12,6 +12,7 @@ use super::headers::{NoHeaders, RateLimitHeaders};
 use super::key::{Global, PerKey, WithCost, WithQuota};
 use super::layer::RateLimitLayer;
 use super::limiter::{Limiter, MissingKey, Mode};
+use super::wait::WaitingRateLimitLayer;
 
 /// Default cap on keyed buckets.
 const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -49,12 +50,23 @@ struct Settings {
 /// ```
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build()` is called"]
-pub struct RateLimitBuilder<P = Global, C = TokioClock, H = NoHeaders> {
+pub struct RateLimitBuilder<P = Global, C = TokioClock, H = NoHeaders, M = Refusing> {
     settings: Settings,
     partition: P,
     clock: C,
     headers: H,
+    mode: M,
 }
+
+/// A builder mode: the built layer refuses at once when there is no capacity (servers). The
+/// default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Refusing;
+
+/// A builder mode, set by [`RateLimitBuilder::wait`]: the built layer waits for capacity
+/// (clients), as a [`WaitingRateLimitLayer`](super::WaitingRateLimitLayer).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Waiting;
 
 // === impl RateLimitBuilder ===
 
@@ -74,11 +86,12 @@ impl RateLimitBuilder {
             partition: Global,
             clock: TokioClock,
             headers: NoHeaders,
+            mode: Refusing,
         }
     }
 }
 
-impl<P, C, H> RateLimitBuilder<P, C, H> {
+impl<P, C, H, M> RateLimitBuilder<P, C, H, M> {
     /// How many requests may arrive at once on a full bucket. Default: the rate (a whole
     /// period's worth at once).
     ///
@@ -106,12 +119,13 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
     /// assert_eq!(per_api_key.key_count(), 0);
     /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
-    pub fn with_key<K>(self, key: K) -> RateLimitBuilder<PerKey<K>, C, H> {
+    pub fn with_key<K>(self, key: K) -> RateLimitBuilder<PerKey<K>, C, H, M> {
         RateLimitBuilder {
             settings: self.settings,
             partition: PerKey(key),
             clock: self.clock,
             headers: self.headers,
+            mode: self.mode,
         }
     }
 
@@ -132,7 +146,7 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
     /// # let _ = bytes;
     /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
-    pub fn cost<F>(self, cost: F) -> RateLimitBuilder<WithCost<P, F>, C, H> {
+    pub fn cost<F>(self, cost: F) -> RateLimitBuilder<WithCost<P, F>, C, H, M> {
         RateLimitBuilder {
             settings: self.settings,
             partition: WithCost {
@@ -141,6 +155,7 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
             },
             clock: self.clock,
             headers: self.headers,
+            mode: self.mode,
         }
     }
 
@@ -164,7 +179,7 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
     /// # let _ = layer;
     /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
-    pub fn quota_by<F>(self, quota: F) -> RateLimitBuilder<WithQuota<P, F>, C, H> {
+    pub fn quota_by<F>(self, quota: F) -> RateLimitBuilder<WithQuota<P, F>, C, H, M> {
         RateLimitBuilder {
             settings: self.settings,
             partition: WithQuota {
@@ -173,6 +188,7 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
             },
             clock: self.clock,
             headers: self.headers,
+            mode: self.mode,
         }
     }
 
@@ -187,12 +203,13 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
     /// # let _ = layer;
     /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
-    pub fn with_clock<C2: Clock>(self, clock: C2) -> RateLimitBuilder<P, C2, H> {
+    pub fn with_clock<C2: Clock>(self, clock: C2) -> RateLimitBuilder<P, C2, H, M> {
         RateLimitBuilder {
             settings: self.settings,
             partition: self.partition,
             clock,
             headers: self.headers,
+            mode: self.mode,
         }
     }
 
@@ -207,52 +224,14 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
     /// # let _ = layer;
     /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
-    pub fn advertise(self) -> RateLimitBuilder<P, C, RateLimitHeaders> {
+    pub fn advertise(self) -> RateLimitBuilder<P, C, RateLimitHeaders, M> {
         RateLimitBuilder {
             settings: self.settings,
             partition: self.partition,
             clock: self.clock,
             headers: RateLimitHeaders::new(),
+            mode: self.mode,
         }
-    }
-
-    /// Wait mode, for clients: a request without capacity waits for its slot, up to
-    /// `max_wait`, and is refused only when the wait would be longer. The slot is reserved
-    /// at once, so waiters are served in arrival order; a cancelled waiter gives its slot back
-    /// when no later request has reserved after it. `poll_ready` still never waits.
-    ///
-    /// Unfit for axum routers: a server should answer 429 at once rather than hold
-    /// connections. Default: reject mode.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_rampart::rate_limit::RateLimitLayer;
-    ///
-    /// let client_side = RateLimitLayer::per_second(20).wait(Duration::from_secs(2)).build()?;
-    /// assert!(RateLimitLayer::per_second(20).wait(Duration::ZERO).build().is_err());
-    /// # let _ = client_side;
-    /// # Ok::<(), tower_rampart::ConfigError>(())
-    /// ```
-    pub fn wait(mut self, max_wait: Duration) -> Self {
-        self.settings.mode = Mode::Wait(0);
-        self.settings.max_wait = max_wait;
-        self
-    }
-
-    /// Shadow mode: decide as usual, but let refused requests through, logging them at
-    /// DEBUG and counting them in [`RateLimitLayer::rejected_count`]. For trying a limit
-    /// out in production. Default: off.
-    ///
-    /// ```
-    /// use tower_rampart::rate_limit::RateLimitLayer;
-    ///
-    /// let trial = RateLimitLayer::per_second(100).shadow().build()?;
-    /// # let _ = trial;
-    /// # Ok::<(), tower_rampart::ConfigError>(())
-    /// ```
-    pub fn shadow(mut self) -> Self {
-        self.settings.mode = Mode::Shadow;
-        self
     }
 
     /// What happens to requests from which no key can be extracted. Default:
@@ -299,22 +278,11 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
         self.settings.policy = name.into();
         self
     }
+}
 
-    /// Validates the settings and builds the limiter's shared state.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] for a zero rate or burst, a zero or overflowing period, a rate
-    /// finer than one token per nanosecond, `max_keys` of 0, a `max_wait` of zero or beyond 584 years,
-    /// or a policy name that is empty, longer than 64 bytes or not printable ASCII.
-    ///
-    /// ```
-    /// use tower_rampart::rate_limit::RateLimitLayer;
-    ///
-    /// assert_eq!(RateLimitLayer::per_second(0).build().unwrap_err().to_string(), "invalid `rate`: must be at least 1");
-    /// assert_eq!(RateLimitLayer::per_second(5).burst(0).build().unwrap_err().field(), "burst");
-    /// ```
-    pub fn build(self) -> Result<RateLimitLayer<P, C, H>, ConfigError>
+impl<P, C, H, M> RateLimitBuilder<P, C, H, M> {
+    /// Validates the settings and builds the limiter's shared state (see `build`).
+    fn finish(self) -> Result<RateLimitLayer<P, C, H>, ConfigError>
     where
         C: Clock,
         H: super::headers::WithPolicy,
@@ -360,5 +328,93 @@ impl<P, C, H> RateLimitBuilder<P, C, H> {
             self.partition,
             headers,
         ))
+    }
+}
+
+impl<P, C, H> RateLimitBuilder<P, C, H, Refusing> {
+    /// Wait mode, for clients: a request without capacity waits for its slot, up to
+    /// `max_wait`, and is refused only when the wait would be longer. The slot is reserved
+    /// at once, so waiters are served in arrival order; a cancelled waiter gives its slot back
+    /// when no later request has reserved after it. `poll_ready` still never waits.
+    ///
+    /// The builder then builds a [`WaitingRateLimitLayer`](super::WaitingRateLimitLayer),
+    /// whose services need their inner service to be `Clone` (a waiting call holds a ready
+    /// clone). Unfit for axum routers: a server should answer 429 at once rather than hold
+    /// connections. Default: refuse at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_rampart::rate_limit::RateLimitLayer;
+    ///
+    /// let client_side = RateLimitLayer::per_second(20).wait(Duration::from_secs(2)).build()?;
+    /// assert!(RateLimitLayer::per_second(20).wait(Duration::ZERO).build().is_err());
+    /// # let _ = client_side;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn wait(mut self, max_wait: Duration) -> RateLimitBuilder<P, C, H, Waiting> {
+        self.settings.mode = Mode::Wait(0);
+        self.settings.max_wait = max_wait;
+        RateLimitBuilder {
+            settings: self.settings,
+            partition: self.partition,
+            clock: self.clock,
+            headers: self.headers,
+            mode: Waiting,
+        }
+    }
+
+    /// Shadow mode: decide as usual, but let refused requests through, logging them at
+    /// DEBUG and counting them in [`RateLimitLayer::rejected_count`]. For trying a limit
+    /// out in production. Default: off.
+    ///
+    /// ```
+    /// use tower_rampart::rate_limit::RateLimitLayer;
+    ///
+    /// let trial = RateLimitLayer::per_second(100).shadow().build()?;
+    /// # let _ = trial;
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn shadow(mut self) -> Self {
+        self.settings.mode = Mode::Shadow;
+        self
+    }
+
+    /// Validates the settings and builds the limiter's shared state.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a zero rate or burst, a zero or overflowing period, a rate
+    /// finer than one token per nanosecond, `max_keys` of 0, a `max_wait` of zero or beyond 584 years,
+    /// or a policy name that is empty, longer than 64 bytes or not printable ASCII.
+    ///
+    /// ```
+    /// use tower_rampart::rate_limit::RateLimitLayer;
+    ///
+    /// assert_eq!(RateLimitLayer::per_second(0).build().unwrap_err().to_string(), "invalid `rate`: must be at least 1");
+    /// assert_eq!(RateLimitLayer::per_second(5).burst(0).build().unwrap_err().field(), "burst");
+    /// ```
+    pub fn build(self) -> Result<RateLimitLayer<P, C, H>, ConfigError>
+    where
+        C: Clock,
+        H: super::headers::WithPolicy,
+    {
+        self.finish()
+    }
+}
+
+impl<P, C, H> RateLimitBuilder<P, C, H, Waiting> {
+    /// Validates the settings and builds the waiting limiter's shared state.
+    ///
+    /// # Errors
+    ///
+    /// As [`RateLimitBuilder::build`], and for a `max_wait` of zero or beyond 584 years.
+    ///
+    /// See [`wait`](RateLimitBuilder::wait) for an example.
+    pub fn build(self) -> Result<WaitingRateLimitLayer<P, C, H>, ConfigError>
+    where
+        C: Clock,
+        H: super::headers::WithPolicy,
+    {
+        self.finish().map(WaitingRateLimitLayer::new)
     }
 }

@@ -40,9 +40,9 @@ use crate::error::RateLimited;
 /// # Ok::<(), tower_rampart::ConfigError>(())
 /// ```
 pub struct RateLimitLayer<P = Global, C = TokioClock, H = NoHeaders> {
-    limiter: Arc<Limiter<C>>,
-    partition: P,
-    headers: H,
+    pub(super) limiter: Arc<Limiter<C>>,
+    pub(super) partition: P,
+    pub(super) headers: H,
 }
 
 /// A limiter with one bucket per key of `K`, the layer [`RateLimitBuilder::with_key`] builds.

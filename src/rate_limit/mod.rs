@@ -103,14 +103,16 @@ mod layer;
 mod limiter;
 mod service;
 mod store;
+mod wait;
 
 pub mod future;
 
 pub use crate::key::{ClientIp, ForwardedHeader, HeaderKey, PeerIp};
-pub use config::RateLimitBuilder;
+pub use config::{RateLimitBuilder, Refusing, Waiting};
 pub use gcra::Quota;
 pub use headers::{NoHeaders, RateLimitHeaders, ResponseHeaders, WithPolicy};
 pub use key::{Global, KeyFn, Partition, PerKey, WithCost, WithQuota};
 pub use layer::{PerKeyRateLimitLayer, RateLimitLayer};
 pub use limiter::MissingKey;
 pub use service::RateLimit;
+pub use wait::{WaitFuture, WaitingRateLimit, WaitingRateLimitLayer};

@@ -9,7 +9,7 @@ use tower_service::Service;
 use crate::clock::{Clock, TokioClock};
 use crate::{BoxError, Rejection};
 
-use super::future::{RefundGuard, ResponseFuture};
+use super::future::ResponseFuture;
 use super::headers::{NoHeaders, ResponseHeaders, private::Apply};
 use super::key::{Global, Partition};
 use super::limiter::{Limiter, Verdict};
@@ -81,7 +81,7 @@ impl<S: fmt::Debug, P: fmt::Debug, C, H> fmt::Debug for RateLimit<S, P, C, H> {
 
 impl<S, Req, P, C, H> Service<Req> for RateLimit<S, P, C, H>
 where
-    S: Service<Req> + Clone,
+    S: Service<Req>,
     S::Error: Into<BoxError>,
     P: Partition<Req>,
     C: Clock,
@@ -89,7 +89,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, S, Req, H, <H as Apply<S::Response>>::State>;
+    type Future = ResponseFuture<S::Future, H, <H as Apply<S::Response>>::State>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -106,27 +106,10 @@ where
                 self.limiter.metrics.admitted();
                 ResponseFuture::called(self.inner.call(req), H::keep(state), self.headers.clone())
             }
-            Verdict::Shadowed(state) => {
+            // A refusing limiter is never in wait mode (the builder's type sees to it), so a
+            // later slot never comes; were it to, calling now is the safe answer.
+            Verdict::Shadowed(state) | Verdict::Later { state, .. } => {
                 ResponseFuture::called(self.inner.call(req), H::keep(state), self.headers.clone())
-            }
-            Verdict::Later {
-                wait_nanos,
-                reservation,
-                state,
-            } => {
-                self.limiter.metrics.delayed();
-                // The ready service goes into the future; this one keeps an unpolled clone.
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let guard = RefundGuard::new(Arc::clone(&self.limiter) as _, reservation);
-                ResponseFuture::waiting(
-                    self.limiter.instant_at(now.saturating_add(wait_nanos)),
-                    ready,
-                    req,
-                    guard,
-                    H::keep(state),
-                    self.headers.clone(),
-                )
             }
             Verdict::Reject(refusal) => {
                 let rejection = Rejection::from(self.limiter.rejection(refusal));
