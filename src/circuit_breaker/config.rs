@@ -10,9 +10,11 @@ use crate::sync::Arc;
 
 use super::breaker::{Breaker, PerKey, Registry, Single, Template, default_lanes};
 use super::classify::HttpClassifier;
+use super::events::{OnChange, Transition};
 use super::fallback::{FallbackFn, FallbackService, Reject};
 use super::layer::CircuitBreakerLayer;
-use super::state::{Core, MAX_PROBES, OnChange, Policy, Transition, Window};
+use super::state::Core;
+use super::transition::{MAX_PROBES, Policy, Window};
 
 const MS: Duration = Duration::from_millis(1);
 const MAX_WINDOW: u32 = 1_000_000;

@@ -133,10 +133,12 @@
 mod breaker;
 mod classify;
 mod config;
+mod events;
 mod fallback;
 mod layer;
 mod service;
 mod state;
+mod transition;
 mod window;
 
 pub mod future;
@@ -146,7 +148,8 @@ pub use crate::key::UpstreamHost;
 pub use breaker::{PerKey, Select, Single};
 pub use classify::{Classify, ErrorsFail, HttpClassifier, Outcome};
 pub use config::CircuitBreakerBuilder;
+pub use events::Transition;
 pub use fallback::{Fallback, FallbackFn, FallbackService, Oneshot, Reject};
 pub use layer::{CircuitBreakerHandle, CircuitBreakerLayer, PerKeyCircuitBreakerLayer};
 pub use service::CircuitBreaker;
-pub use state::{CircuitState, Counts, Transition};
+pub use state::{CircuitState, Counts};

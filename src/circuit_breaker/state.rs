@@ -1,4 +1,5 @@
-//! The breaker's state machine over plain integers: no tokio, no tower.
+//! The breaker's atomic core: the state word and its deadline in atomics, read, stepped by
+//! the pure functions of `transition.rs`, and swapped.
 //!
 //! Time is nanoseconds since the breaker's epoch, passed in by the caller. The whole state
 //! lives in one `AtomicU64` word (phase, generation, half-open probe counts) plus a tagged
@@ -18,12 +19,15 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::sync::{AtomicU64, Ordering};
 
 use super::classify::Outcome;
-use super::window::{CountWindow, FAILED, SLOW, Tally, TimeWindow};
+use super::events::{Events, OnChange};
+use super::transition::{
+    AdmitStep, Policy, ProbeStep, Window, Word, admit_step, mix, probe_step, release_step, tagged,
+};
+use super::window::{CountWindow, FAILED, SLOW, TimeWindow};
 
 /// Where a breaker is in its cycle.
 ///
@@ -77,7 +81,7 @@ impl CircuitState {
         matches!(self, Self::Open | Self::ForcedOpen)
     }
 
-    const fn code(self) -> u64 {
+    pub(crate) const fn code(self) -> u64 {
         match self {
             Self::Closed => 0,
             Self::Open => 1,
@@ -87,7 +91,7 @@ impl CircuitState {
         }
     }
 
-    const fn from_code(code: u64) -> Self {
+    pub(crate) const fn from_code(code: u64) -> Self {
         match code {
             1 => Self::Open,
             2 => Self::HalfOpen,
@@ -102,225 +106,6 @@ impl fmt::Display for CircuitState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// A change of state, as passed to an `on_state_change` callback.
-///
-/// ```
-/// use tower_rampart::circuit_breaker::{CircuitBreakerLayer, CircuitState};
-/// use std::sync::{Arc, Mutex};
-///
-/// let seen = Arc::new(Mutex::new(Vec::new()));
-/// let log = Arc::clone(&seen);
-/// let layer = CircuitBreakerLayer::builder()
-///     .name("payments")
-///     .on_state_change(move |t| log.lock().unwrap().push((t.name().to_owned(), t.from(), t.to())))
-///     .build()?;
-/// layer.handle().force_open();
-/// assert_eq!(
-///     seen.lock().unwrap()[0],
-///     ("payments".to_owned(), CircuitState::Closed, CircuitState::ForcedOpen)
-/// );
-/// # Ok::<(), tower_rampart::ConfigError>(())
-/// ```
-#[derive(Clone, Copy, Debug)]
-pub struct Transition<'a> {
-    name: &'a str,
-    key: Option<&'a str>,
-    from: CircuitState,
-    to: CircuitState,
-    open_for: Option<Duration>,
-}
-
-impl Transition<'_> {
-    /// The breaker's name: the layer's, for every breaker of a keyed layer.
-    ///
-    /// See [`Transition`] for an example.
-    pub const fn name(&self) -> &str {
-        self.name
-    }
-
-    /// The key of a keyed layer's breaker, as its `Debug` form cut to 64 printable bytes;
-    /// `None` for an unkeyed breaker and a keyed layer's shared one.
-    ///
-    /// ```
-    /// use tower_rampart::circuit_breaker::CircuitBreakerLayer;
-    /// use std::sync::{Arc, Mutex};
-    ///
-    /// let keys = Arc::new(Mutex::new(Vec::new()));
-    /// let seen = Arc::clone(&keys);
-    /// let layer = CircuitBreakerLayer::builder()
-    ///     .on_state_change(move |t| seen.lock().unwrap().push(t.key().map(str::to_owned)))
-    ///     .build()?;
-    /// layer.handle().force_open();
-    /// assert_eq!(*keys.lock().unwrap(), [None]);
-    /// # Ok::<(), tower_rampart::ConfigError>(())
-    /// ```
-    pub const fn key(&self) -> Option<&str> {
-        self.key
-    }
-
-    /// The state left.
-    ///
-    /// See [`Transition`] for an example.
-    pub const fn from(&self) -> CircuitState {
-        self.from
-    }
-
-    /// The state entered.
-    ///
-    /// See [`Transition`] for an example.
-    pub const fn to(&self) -> CircuitState {
-        self.to
-    }
-
-    /// For a transition to [`Open`](CircuitState::Open): how long it stays open (after backoff
-    /// and jitter).
-    ///
-    /// ```
-    /// # use tower_rampart::circuit_breaker::{CircuitBreakerLayer, CircuitState};
-    /// # use std::sync::{Arc, Mutex};
-    /// let opened = Arc::new(Mutex::new(None));
-    /// let slot = Arc::clone(&opened);
-    /// let layer = CircuitBreakerLayer::builder()
-    ///     .on_state_change(move |t| *slot.lock().unwrap() = Some(t.open_for()))
-    ///     .build()?;
-    /// layer.handle().force_open();
-    /// assert_eq!(*opened.lock().unwrap(), Some(None)); // forced open has no end
-    /// # Ok::<(), tower_rampart::ConfigError>(())
-    /// ```
-    pub const fn open_for(&self) -> Option<Duration> {
-        self.open_for
-    }
-}
-
-/// The callback type of `on_state_change`.
-pub(crate) type OnChange = Arc<dyn Fn(&Transition<'_>) + Send + Sync>;
-
-/// The trip and recovery rules, validated by the builder.
-#[derive(Clone, Debug)]
-pub(crate) struct Policy {
-    /// Open after this many failures in a row.
-    pub(crate) consecutive: Option<u64>,
-    /// Open when failures / calls ≥ this many parts per million.
-    pub(crate) failure_ppm: Option<u64>,
-    /// Open when slow calls / calls ≥ this many parts per million.
-    pub(crate) slow_ppm: Option<u64>,
-    /// A call taking at least this long (ns) is slow.
-    pub(crate) slow_after: Option<u64>,
-    /// No rate policy trips before the window holds this many calls.
-    pub(crate) minimum_calls: u64,
-    pub(crate) window: Window,
-    /// Open time of the first trip (ns).
-    pub(crate) open_for: u64,
-    /// Upper bound of the open time under backoff (ns).
-    pub(crate) max_open_for: u64,
-    /// Growth of the open time per consecutive trip (1 = none).
-    pub(crate) backoff: u32,
-    /// Random extra open time, as parts per million of the open time.
-    pub(crate) jitter_ppm: u64,
-    /// Calls admitted in half-open.
-    pub(crate) probes: u64,
-    /// How long the probes may take before they count as failed (ns).
-    pub(crate) probe_timeout: u64,
-}
-
-/// The window of the rate-based policies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Window {
-    /// The last `n` calls.
-    Count(usize),
-    /// The last `buckets × width` ns.
-    Time { width: u64, buckets: usize },
-}
-
-impl Policy {
-    fn rated(&self) -> bool {
-        self.failure_ppm.is_some() || self.slow_ppm.is_some()
-    }
-
-    fn trips(&self, tally: Tally) -> bool {
-        if tally.calls == 0 || tally.calls < self.minimum_calls {
-            return false;
-        }
-        let over = |count: u64, ppm: Option<u64>| {
-            ppm.is_some_and(|ppm| {
-                u128::from(count) * 1_000_000 >= u128::from(ppm) * u128::from(tally.calls)
-            })
-        };
-        over(tally.failures, self.failure_ppm) || over(tally.slow, self.slow_ppm)
-    }
-
-    /// The open time of the `trip`-th consecutive trip (0 for the first), before jitter.
-    fn open_time(&self, trip: u64) -> u64 {
-        let mut open = self.open_for;
-        for _ in 0..trip.min(64) {
-            if open >= self.max_open_for {
-                break;
-            }
-            open = open.saturating_mul(u64::from(self.backoff));
-        }
-        open.min(self.max_open_for.max(self.open_for))
-    }
-}
-
-// Layout of the state word.
-const PHASE_MASK: u64 = 0b111;
-const ISSUED_SHIFT: u32 = 3;
-const PASSED_SHIFT: u32 = 19;
-const COUNT_MASK: u64 = 0xFFFF;
-const GEN_SHIFT: u32 = 35;
-const GEN_MASK: u64 = (1 << 29) - 1;
-/// Largest number of half-open probes the word can count.
-pub(crate) const MAX_PROBES: u64 = COUNT_MASK;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Word(u64);
-
-impl Word {
-    const fn new(phase: CircuitState, generation: u64, issued: u64, passed: u64) -> Self {
-        Self(
-            phase.code()
-                | (issued & COUNT_MASK) << ISSUED_SHIFT
-                | (passed & COUNT_MASK) << PASSED_SHIFT
-                | (generation & GEN_MASK) << GEN_SHIFT,
-        )
-    }
-    const fn phase(self) -> CircuitState {
-        CircuitState::from_code(self.0 & PHASE_MASK)
-    }
-    const fn generation(self) -> u64 {
-        self.0 >> GEN_SHIFT
-    }
-    const fn issued(self) -> u64 {
-        (self.0 >> ISSUED_SHIFT) & COUNT_MASK
-    }
-    const fn passed(self) -> u64 {
-        (self.0 >> PASSED_SHIFT) & COUNT_MASK
-    }
-    /// The word of the next state, one generation on.
-    const fn next(self, phase: CircuitState, issued: u64) -> Self {
-        Self::new(phase, self.generation() + 1, issued, 0)
-    }
-}
-
-const TAG_SHIFT: u32 = 52;
-const TAG_MASK: u64 = 0xFFF;
-const DEADLINE_MASK: u64 = (1 << TAG_SHIFT) - 1;
-/// The deadline's unit: a microsecond.
-const US: u64 = 1_000;
-const MS: u64 = 1_000_000;
-
-const fn tagged(generation: u64, at_ns: u64) -> u64 {
-    // Rounded up: a deadline may end up to 1 µs late, never early, so an open breaker never
-    // admits a probe before its open time is over.
-    let us = at_ns.div_ceil(US);
-    let us = if us > DEADLINE_MASK {
-        DEADLINE_MASK
-    } else {
-        us
-    };
-    ((generation & TAG_MASK) << TAG_SHIFT) | us
 }
 
 /// A call's claim on the breaker, from admission to outcome.
@@ -449,7 +234,6 @@ pub(crate) struct Core {
     consecutive: PaddedU64,
     /// Trips since the breaker last closed: the exponent of the backoff.
     trips: AtomicU64,
-    transitions: AtomicU64,
     count: Option<CountWindow>,
     time: Option<TimeWindow>,
     counters: Box<[Counters]>,
@@ -457,19 +241,14 @@ pub(crate) struct Core {
     /// slow-call check.
     plain_success: bool,
     policy: Policy,
-    name: Cow<'static, str>,
-    /// The key of a keyed breaker, bounded and printable, for events and handles.
-    key: Option<Box<str>>,
-    on_change: Option<OnChange>,
-    /// Shared by all the breakers of a keyed layer, so that series never multiply per key.
-    metrics: Arc<crate::metrics::Breaker>,
+    events: Events,
 }
 
 impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Core")
-            .field("name", &self.name)
-            .field("key", &self.key)
+            .field("name", &self.events.name)
+            .field("key", &self.events.key)
             .field("state", &self.state())
             .field("policy", &self.policy)
             .finish_non_exhaustive()
@@ -499,25 +278,21 @@ impl Core {
             deadline: AtomicU64::new(0),
             consecutive: PaddedU64::default(),
             trips: AtomicU64::new(0),
-            transitions: AtomicU64::new(0),
             count,
             time,
             counters: (0..lanes).map(|_| Counters::default()).collect(),
             plain_success,
             policy,
-            metrics,
-            name,
-            key,
-            on_change,
+            events: Events::new(name, key, on_change, metrics),
         }
     }
 
     pub(crate) fn name(&self) -> &str {
-        &self.name
+        &self.events.name
     }
 
     pub(crate) fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+        self.events.key.as_deref()
     }
 
     /// Whether calls need their start time (slow-call detection).
@@ -538,12 +313,6 @@ impl Core {
     fn lane(&self, lane: usize) -> &Counters {
         // The number of lanes is a power of two.
         &self.counters[lane & (self.counters.len() - 1)]
-    }
-
-    /// The deadline of the state entered at `generation`, if already published.
-    fn deadline_of(&self, generation: u64) -> Option<u64> {
-        let deadline = self.deadline.load(Ordering::Acquire);
-        (deadline >> TAG_SHIFT == generation & TAG_MASK).then(|| (deadline & DEADLINE_MASK) * US)
     }
 
     /// Decides whether a call may go through. `now` is read at most once, and only when the
@@ -574,73 +343,48 @@ impl Core {
         start: Option<u64>,
         now: impl Fn() -> u64,
     ) -> Admission {
-        let mut read = start;
-        let mut now = || *read.get_or_insert_with(&now);
+        let now = start.unwrap_or_else(now);
+        let admitted = |generation: u64, probe| {
+            Admission::Admit(Ticket {
+                generation: generation as u32,
+                probe,
+                start: start.unwrap_or(0),
+            })
+        };
         loop {
-            let admitted = |generation: u64, probe| {
-                Admission::Admit(Ticket {
-                    generation: generation as u32,
-                    probe,
-                    start: start.unwrap_or(0),
-                })
-            };
-            match word.phase() {
-                CircuitState::Closed | CircuitState::Disabled => {
-                    return admitted(word.generation(), false);
-                }
-                CircuitState::ForcedOpen => return self.reject(lane, self.policy.open_for),
-                CircuitState::Open => {
-                    let now = now();
-                    let Some(until) = self.deadline_of(word.generation()) else {
-                        // Opened an instant ago; its deadline is being written.
-                        return self.reject(lane, self.policy.open_for);
-                    };
-                    if now < until {
-                        return self.reject(lane, until - now);
+            let deadline = self.deadline.load(Ordering::Acquire);
+            match admit_step(word, deadline, now, &self.policy) {
+                AdmitStep::Pass => return admitted(word.generation(), false),
+                AdmitStep::Refuse(retry_after) => return self.reject(lane, retry_after),
+                AdmitStep::HalfOpen { next, at } => match self.swap(word, next) {
+                    Ok(()) => {
+                        self.publish(next.generation(), at);
+                        self.events
+                            .announce(CircuitState::Open, CircuitState::HalfOpen, None);
+                        return admitted(next.generation(), true);
                     }
-                    let next = word.next(CircuitState::HalfOpen, 1);
+                    Err(actual) => word = actual,
+                },
+                AdmitStep::Probe { next, at } => {
+                    // Pushed back before the slot is taken, so that no caller sees a full
+                    // half-open state with an old deadline.
+                    self.publish(word.generation(), at);
                     match self.swap(word, next) {
-                        Ok(()) => {
-                            self.publish(next.generation(), now + self.policy.probe_timeout);
-                            self.announce(CircuitState::Open, CircuitState::HalfOpen, None);
-                            return admitted(next.generation(), true);
-                        }
+                        Ok(()) => return admitted(word.generation(), true),
                         Err(actual) => word = actual,
                     }
                 }
-                CircuitState::HalfOpen => {
-                    if word.issued() < self.policy.probes {
-                        // The deadline runs from the newest probe, and is pushed back before
-                        // the slot is taken so that no caller sees a full half-open state
-                        // with an old deadline.
-                        self.publish(word.generation(), now() + self.policy.probe_timeout);
-                        let next = Word(word.0 + (1 << ISSUED_SHIFT));
-                        match self.swap(word, next) {
-                            Ok(()) => return admitted(word.generation(), true),
-                            Err(actual) => word = actual,
-                        }
-                        continue;
-                    }
-                    let now = now();
-                    let Some(deadline) = self.deadline_of(word.generation()) else {
-                        return self.reject(lane, self.policy.probe_timeout);
-                    };
-                    if now < deadline {
-                        return self.reject(lane, deadline - now);
-                    }
-                    // The probes outlived their deadline: they failed.
-                    match self.open(word, now, "probe_timeout") {
-                        Ok(open_for) => return self.reject(lane, open_for),
-                        Err(actual) => word = actual,
-                    }
-                }
+                AdmitStep::Reopen => match self.open(word, now, "probe_timeout") {
+                    Ok(open_for) => return self.reject(lane, open_for),
+                    Err(actual) => word = actual,
+                },
             }
         }
     }
 
     fn reject(&self, lane: usize, retry_after: u64) -> Admission {
         self.lane(lane).rejected.fetch_add(1, Ordering::Relaxed);
-        self.metrics.rejected();
+        self.events.metrics().rejected();
         Admission::Reject { retry_after }
     }
 
@@ -687,79 +431,8 @@ impl Core {
             open_for = open_for.saturating_add(u64::try_from(extra).unwrap_or(u64::MAX));
         }
         self.publish(next.generation(), now.saturating_add(open_for));
-        tracing::warn!(
-            breaker.name = %self.name,
-                breaker.key = self.key.as_deref(),
-            breaker.from = word.phase().as_str(),
-            breaker.to = "open",
-            breaker.reason = reason,
-            breaker.open_ms = open_for / MS,
-            "circuit opened"
-        );
-        self.notify(
-            word.phase(),
-            CircuitState::Open,
-            Some(Duration::from_nanos(open_for)),
-        );
+        self.events.opened(word.phase(), reason, open_for);
         Ok(open_for)
-    }
-
-    fn announce(&self, from: CircuitState, to: CircuitState, open_for: Option<Duration>) {
-        match to {
-            CircuitState::HalfOpen => tracing::info!(
-                breaker.name = %self.name,
-                breaker.key = self.key.as_deref(),
-                breaker.from = from.as_str(),
-                breaker.to = to.as_str(),
-                "circuit half-open"
-            ),
-            CircuitState::Closed => tracing::info!(
-                breaker.name = %self.name,
-                breaker.key = self.key.as_deref(),
-                breaker.from = from.as_str(),
-                breaker.to = to.as_str(),
-                "circuit closed"
-            ),
-            CircuitState::Open | CircuitState::ForcedOpen => tracing::warn!(
-                breaker.name = %self.name,
-                breaker.key = self.key.as_deref(),
-                breaker.from = from.as_str(),
-                breaker.to = to.as_str(),
-                "circuit opened"
-            ),
-            CircuitState::Disabled => tracing::info!(
-                breaker.name = %self.name,
-                breaker.key = self.key.as_deref(),
-                breaker.from = from.as_str(),
-                breaker.to = to.as_str(),
-                "circuit disabled"
-            ),
-        }
-        self.notify(from, to, open_for);
-    }
-
-    fn notify(&self, from: CircuitState, to: CircuitState, open_for: Option<Duration>) {
-        self.transitions.fetch_add(1, Ordering::Relaxed);
-        let level = match to {
-            CircuitState::Closed => 0.0,
-            CircuitState::HalfOpen => 1.0,
-            CircuitState::Open => 2.0,
-            CircuitState::ForcedOpen => 3.0,
-            CircuitState::Disabled => 4.0,
-        };
-        let open =
-            |state: CircuitState| !matches!(state, CircuitState::Closed | CircuitState::Disabled);
-        self.metrics
-            .transition(from.as_str(), to.as_str(), level, (open(from), open(to)));
-        if let Some(on_change) = &self.on_change {
-            on_change(&Transition {
-                name: &self.name,
-                key: self.key.as_deref(),
-                from,
-                to,
-                open_for,
-            });
-        }
     }
 
     /// Records the outcome of an admitted call. `now` is read at most once, only when the
@@ -775,7 +448,7 @@ impl Core {
         if self.plain_success && outcome == Outcome::Success && !ticket.probe {
             // The common case, kept small: a success with no window and no slow-call check.
             self.lane(lane).successes.fetch_add(1, Ordering::Relaxed);
-            self.metrics.success();
+            self.events.metrics().success();
             let run = &self.consecutive.0;
             if run.load(Ordering::Relaxed) != 0 {
                 let word = self.load();
@@ -805,17 +478,17 @@ impl Core {
         let bits = match outcome {
             Outcome::Success => {
                 counters.successes.fetch_add(1, Ordering::Relaxed);
-                self.metrics.success();
+                self.events.metrics().success();
                 0
             }
             Outcome::Failure => {
                 counters.failures.fetch_add(1, Ordering::Relaxed);
-                self.metrics.failure();
+                self.events.metrics().failure();
                 FAILED
             }
             Outcome::Ignore => {
                 counters.ignored.fetch_add(1, Ordering::Relaxed);
-                self.metrics.ignored();
+                self.events.metrics().ignored();
                 if ticket.probe {
                     self.release(ticket);
                 }
@@ -861,35 +534,33 @@ impl Core {
     fn probe_done(&self, mut word: Word, bits: u8, now: &mut impl FnMut() -> u64) {
         let generation = word.generation();
         loop {
-            if word.phase() != CircuitState::HalfOpen || word.generation() != generation {
-                return;
-            }
-            if bits != 0 {
-                match self.open(word, now(), "probe_failed") {
+            match probe_step(word, generation, bits != 0, self.policy.probes) {
+                ProbeStep::Stale => return,
+                ProbeStep::Reopen => match self.open(word, now(), "probe_failed") {
                     Ok(_) => return,
                     Err(actual) => word = actual,
-                }
-                continue;
-            }
-            let passed = word.passed() + 1;
-            if passed < self.policy.probes {
-                let next = Word::new(CircuitState::HalfOpen, generation, word.issued(), passed);
-                match self.swap(word, next) {
+                },
+                ProbeStep::Passed(next) => match self.swap(word, next) {
                     Ok(()) => return,
                     Err(actual) => word = actual,
+                },
+                ProbeStep::Close(next) => {
+                    // Windows are not written outside the closed state, so they can be
+                    // cleared before the switch is won.
+                    self.clear_windows();
+                    match self.swap(word, next) {
+                        Ok(()) => {
+                            self.trips.store(0, Ordering::Relaxed);
+                            self.events.announce(
+                                CircuitState::HalfOpen,
+                                CircuitState::Closed,
+                                None,
+                            );
+                            return;
+                        }
+                        Err(actual) => word = actual,
+                    }
                 }
-                continue;
-            }
-            // The last probe passed. Windows are not written outside the closed state, so
-            // they can be cleared before the switch is won.
-            self.clear_windows();
-            match self.swap(word, word.next(CircuitState::Closed, 0)) {
-                Ok(()) => {
-                    self.trips.store(0, Ordering::Relaxed);
-                    self.announce(CircuitState::HalfOpen, CircuitState::Closed, None);
-                    return;
-                }
-                Err(actual) => word = actual,
             }
         }
     }
@@ -900,11 +571,7 @@ impl Core {
             return;
         }
         let mut word = self.load();
-        while word.phase() == CircuitState::HalfOpen
-            && word.generation() == u64::from(ticket.generation)
-            && word.issued() > word.passed()
-        {
-            let next = Word(word.0 - (1 << ISSUED_SHIFT));
+        while let Some(next) = release_step(word, u64::from(ticket.generation)) {
             match self.swap(word, next) {
                 Ok(()) => return,
                 Err(actual) => word = actual,
@@ -937,7 +604,7 @@ impl Core {
             match self.swap(word, word.next(to, 0)) {
                 Ok(()) => {
                     if from != to {
-                        self.announce(from, to, None);
+                        self.events.announce(from, to, None);
                     }
                     return;
                 }
@@ -948,7 +615,7 @@ impl Core {
 
     pub(crate) fn metrics(&self) -> Counts {
         let mut metrics = Counts {
-            transitions: self.transitions.load(Ordering::Relaxed),
+            transitions: self.events.transitions(),
             ..Counts::default()
         };
         for lane in &*self.counters {
@@ -960,13 +627,6 @@ impl Core {
         }
         metrics
     }
-}
-
-/// A 64-bit mixer (splitmix64's finaliser), for jitter.
-const fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 #[cfg(all(test, not(tower_rampart_loom)))]

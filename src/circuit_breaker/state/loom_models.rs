@@ -1,11 +1,12 @@
 //! Loom models of the breaker's atomics: every interleaving of two threads.
 
 use super::*;
+use crate::circuit_breaker::window::Tally;
+use crate::sync::Arc;
 
 fn metrics() -> std::sync::Arc<crate::metrics::Breaker> {
     std::sync::Arc::new(crate::metrics::Breaker::new(Cow::Borrowed("loom")))
 }
-use crate::sync::Arc;
 
 const SEC: u64 = 1_000_000_000;
 

@@ -1,8 +1,10 @@
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use proptest::prelude::*;
 
 use super::*;
+use crate::circuit_breaker::events::Transition;
 
 const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000 * MS;
