@@ -1,7 +1,10 @@
 //! Where every layer reads the time.
 //!
-//! Layers never call `Instant::now` themselves: they hold a [`Clock`] and read it **once** per
-//! decision, then pass `now` down to pure decision functions. Two clocks ship with the crate:
+//! The stateful layers (rate limiter, circuit breaker) hold a [`Clock`] and read it **once**
+//! per decision, then pass `now` down to pure decision functions. The deadline layers
+//! (timeout, deadline propagation, fan-out) read tokio's `Instant::now` directly, once per
+//! call, because their deadlines are tokio timers and must share tokio's (possibly paused)
+//! clock. The clocks that ship with the crate:
 //!
 //! | clock | follows | use it for |
 //! |---|---|---|

@@ -766,6 +766,7 @@ pub mod future {
 }
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl axum_core::response::IntoResponse for Rejection {
     /// The same response as [`RejectionResponseLayer`] with [`JsonBody`] gives.
     fn into_response(self) -> axum_core::response::Response {

@@ -309,8 +309,8 @@ pub(crate) use disabled::*;
 pub(crate) use enabled::*;
 
 #[cfg(all(feature = "metrics", feature = "http"))]
-mod http_layer;
+mod http;
 
 #[cfg(all(feature = "metrics", feature = "http"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "metrics", feature = "http"))))]
-pub use http_layer::{HttpMetrics, HttpMetricsLayer, ResponseFuture};
+pub use http::{HttpMetrics, HttpMetricsLayer, ResponseFuture};

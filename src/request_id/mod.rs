@@ -31,12 +31,16 @@
 //! The layers hold configuration only. The [`Counter`] generator's sequence is shared by the
 //! whole process.
 
+pub mod future;
 mod layer;
 mod make;
 mod propagate;
+mod service;
 mod traceparent;
 
 pub use crate::context::{MAX_LEN, RequestId, Rules};
-pub use layer::{ResponseFuture, SetRequestId, SetRequestIdLayer};
+pub use future::ResponseFuture;
+pub use layer::SetRequestIdLayer;
 pub use make::{Counter, MakeRequestId, UuidV4, UuidV7};
 pub use propagate::{PropagateRequestId, PropagateRequestIdLayer};
+pub use service::SetRequestId;
