@@ -1,10 +1,9 @@
 //! What the layers log about what clients send: bounded, escaped, once where it should be
-//! once. One global subscriber for the whole binary (tracing caches each callsite's interest
-//! process-wide, so a thread-local one could miss events another test's thread registered).
+//! once. One global subscriber for the whole binary (`support::global_logs`).
+
+mod support;
 
 use std::convert::Infallible;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
@@ -14,37 +13,9 @@ use tower_rampart::rate_limit::RateLimitLayer;
 use tower_rampart::timeout::TimeoutLayer;
 use tower_rampart::{BoxError, ServiceBuilderExt};
 
-/// A writer that keeps what the fmt subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Every line logged by this binary so far.
 fn lines() -> Vec<String> {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    let captured = LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .init();
-        captured
-    });
-    String::from_utf8_lossy(&captured.0.lock().unwrap())
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    support::global_logs().lines().map(str::to_owned).collect()
 }
 
 fn runtime() -> tokio::runtime::Runtime {

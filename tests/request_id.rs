@@ -4,8 +4,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
@@ -189,39 +187,9 @@ fn generated_ids_are_unique_across_two_threads() {
     assert_eq!(collect(Counter::new(), sequence), 2 * PER_THREAD);
 }
 
-/// A writer that keeps what the fmt subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Everything logged by this test binary. A global subscriber, because tracing caches each
-/// callsite's interest process-wide: with a thread-local one, a test on another thread can
-/// make the `request` span look disabled.
-fn logs() -> &'static Captured {
-    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .init();
-        captured
-    })
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn events_in_the_handler_carry_the_request_id() {
-    let captured = logs();
+    support::global_logs(); // the subscriber is in place before the request
     let app = Router::new()
         .route(
             "/",
@@ -236,7 +204,7 @@ async fn events_in_the_handler_carry_the_request_id() {
         .body(Body::empty())
         .unwrap();
     app.oneshot(req).await.unwrap();
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = support::global_logs();
     assert!(
         logs.lines()
             .any(|l| l.contains("charging the card") && l.contains("request_id=pay-7")),

@@ -365,22 +365,28 @@ fn split_plain(line: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// quoted strings do not split. An unterminated quote makes the rest one element (which
 /// then fails to parse).
 fn split_quoted(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut elements = Vec::new();
+    split_outside_quotes(line, b',').into_iter().rev()
+}
+
+/// `bytes` split at every `separator` that is not inside a quoted string (RFC 9110
+/// quoted-string, with backslash escapes).
+fn split_outside_quotes(bytes: &[u8], separator: u8) -> Vec<&[u8]> {
+    let mut parts = Vec::new();
     let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, &b) in line.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate() {
         match (quoted, escaped, b) {
             (true, true, _) => escaped = false,
             (true, false, b'\\') => escaped = true,
             (_, false, b'"') => quoted = !quoted,
-            (false, _, b',') => {
-                elements.push(&line[start..i]);
+            (false, _, b) if b == separator => {
+                parts.push(&bytes[start..i]);
                 start = i + 1;
             }
             _ => {}
         }
     }
-    elements.push(&line[start..]);
-    elements.into_iter().rev()
+    parts.push(&bytes[start..]);
+    parts
 }
 
 /// An `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]`,
@@ -413,7 +419,7 @@ fn parse_xff_node(entry: &[u8]) -> Option<IpAddr> {
 /// element is malformed, has no `for`, has two, or names no address (`unknown`, `_hidden`).
 fn parse_forwarded_element(element: &[u8]) -> Option<IpAddr> {
     let mut found = None;
-    for pair in split_pairs(element) {
+    for pair in split_outside_quotes(element, b';') {
         let pair = trim(pair);
         let eq = pair.iter().position(|b| *b == b'=')?;
         let (name, value) = (&pair[..eq], &pair[eq + 1..]);
@@ -429,27 +435,6 @@ fn parse_forwarded_element(element: &[u8]) -> Option<IpAddr> {
         }
     }
     parse_forwarded_node(&found?)
-}
-
-/// The `;`-separated pairs of an element, where semicolons inside quoted strings do not
-/// split.
-fn split_pairs(element: &[u8]) -> Vec<&[u8]> {
-    let mut pairs = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, &b) in element.iter().enumerate() {
-        match (quoted, escaped, b) {
-            (true, true, _) => escaped = false,
-            (true, false, b'\\') => escaped = true,
-            (_, false, b'"') => quoted = !quoted,
-            (false, _, b';') => {
-                pairs.push(&element[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    pairs.push(&element[start..]);
-    pairs
 }
 
 /// A token or a quoted-string (RFC 9110 §5.6.4), its escapes resolved.

@@ -162,6 +162,40 @@ pub fn capture_events<R>(f: impl FnOnce() -> R) -> (R, Vec<(tracing::Level, Stri
     (out, captured)
 }
 
+/// Everything this test binary logged, as text: a global fmt subscriber at TRACE installed on
+/// first use, writing into memory. Global because tracing caches each callsite's interest
+/// process-wide: with a thread-local subscriber, a test on another thread that reached a
+/// callsite first can make it look disabled.
+pub fn global_logs() -> String {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    let captured = LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .init();
+        captured
+    });
+    String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned()
+}
+
 /// A header value as hyper hands one over: a slice of a shared read buffer, so cloning it
 /// copies nothing.
 pub fn shared_header(text: &str) -> http::HeaderValue {
