@@ -269,7 +269,7 @@ pub struct QuantaClock {
 
 #[cfg(feature = "quanta")]
 impl QuantaClock {
-    /// Calibrates the counter (once per process) and anchors it to tokio's clock now.
+    /// Calibrates the counter (once per process) and ties it to tokio's clock now.
     ///
     /// ```
     /// # use tower_rampart::clock::{Clock, QuantaClock};

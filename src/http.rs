@@ -244,15 +244,21 @@ fn field(policy: &str, k1: &[u8], v1: u64, k2: &[u8], v2: u64) -> Bytes {
     let mut out =
         Vec::with_capacity(policy.len() * 2 + 2 + k1.len() + v1.len() + k2.len() + v2.len());
     out.push(b'"');
-    for &b in policy
-        .as_bytes()
-        .iter()
-        .filter(|b| (b' '..=b'~').contains(b))
-    {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
+    let plain = |b: &u8| (b' '..=b'~').contains(b) && *b != b'"' && *b != b'\\';
+    if policy.bytes().all(|b| plain(&b)) {
+        // The usual policy name: copied as it is, not byte by byte.
+        out.extend_from_slice(policy.as_bytes());
+    } else {
+        for &b in policy
+            .as_bytes()
+            .iter()
+            .filter(|b| (b' '..=b'~').contains(b))
+        {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
         }
-        out.push(b);
     }
     out.push(b'"');
     for part in [k1, v1, k2, v2] {
@@ -278,14 +284,14 @@ impl JsonObject {
         if self.out.len() > 1 {
             self.out.push(',');
         }
-        // Writing to a String cannot fail.
-        let _ = write!(self.out, "{}:", JsonString(key));
+        push_json_string(&mut self.out, key);
+        self.out.push(':');
     }
 
     /// `"key":"value"`, the value escaped.
     pub(crate) fn str(&mut self, key: &str, value: &str) -> &mut Self {
         self.key(key);
-        let _ = write!(self.out, "{}", JsonString(value));
+        push_json_string(&mut self.out, value);
         self
     }
 
@@ -317,7 +323,7 @@ impl JsonObject {
             if i > 0 {
                 self.out.push(',');
             }
-            let _ = write!(self.out, "{}", JsonString(item));
+            push_json_string(&mut self.out, item);
         }
         self.out.push(']');
         self
@@ -329,22 +335,26 @@ impl JsonObject {
     }
 }
 
-/// A JSON string literal, escaped per RFC 8259.
-pub(crate) struct JsonString<'a>(pub(crate) &'a str);
-
-impl fmt::Display for JsonString<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_char('"')?;
-        for c in self.0.chars() {
+/// `text` as a JSON string literal, escaped per RFC 8259, appended to `out`. Text that
+/// needs no escape (the usual case) is copied in one go.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    if !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(text);
+    } else {
+        for c in text.chars() {
             match c {
-                '"' => f.write_str("\\\"")?,
-                '\\' => f.write_str("\\\\")?,
-                c if u32::from(c) < 0x20 => write!(f, "\\u{:04x}", u32::from(c))?,
-                c => f.write_char(c)?,
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => {
+                    // Writing to a String cannot fail.
+                    let _ = write!(out, "\\u{:04x}", u32::from(c));
+                }
+                c => out.push(c),
             }
         }
-        f.write_char('"')
     }
+    out.push('"');
 }
 
 /// Renders the body of a rejection response.
@@ -771,5 +781,23 @@ impl axum_core::response::IntoResponse for Rejection {
     /// The same response as [`RejectionResponseLayer`] with [`JsonBody`] gives.
     fn into_response(self) -> axum_core::response::Response {
         rejection_response(&self, &JsonBody)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped_only_where_needed() {
+        let escaped = |text: &str| {
+            let mut out = String::new();
+            push_json_string(&mut out, text);
+            out
+        };
+        assert_eq!(escaped("reviews"), r#""reviews""#);
+        assert_eq!(escaped("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(escaped("tab\there\n"), r#""tab\u0009here\u000a""#);
+        assert_eq!(escaped("café"), "\"café\"");
     }
 }

@@ -300,7 +300,7 @@ fn bad_configs_are_refused_when_built() {
     );
 }
 
-/// The seed's product page: `core` essential, `reviews` slow with 300 ms, `related` fast,
+/// The shop's product page: `core` essential, `reviews` slow with 300 ms, `related` fast,
 /// 1 s overall; and a 502 naming `core` when it fails.
 #[tokio::test(start_paused = true)]
 async fn the_product_page_over_axum() {

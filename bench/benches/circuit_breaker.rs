@@ -1,7 +1,7 @@
-//! The circuit breaker against its anchors, measured in the same groups: a bare `service_fn`
+//! The circuit breaker against the crates it compares with, measured in the same groups: a bare `service_fn`
 //! (baseline), failsafe's `StateMachine` behind a minimal no-boxing Tower adapter written
 //! here, and tower-resilience's circuit breaker. The 2-thread group also has the target's
-//! anchor: a pair of uncontended `AtomicU64::fetch_add`s per call.
+//! floor: a pair of uncontended `AtomicU64::fetch_add`s per call.
 //!
 //! Run with: cargo bench --bench circuit_breaker
 
@@ -35,7 +35,7 @@ fn bare() -> impl Service<u32, Response = u32, Error = BoxError, Future = Ready>
     })
 }
 
-// --- the anchors ---------------------------------------------------------------------------
+// --- the compared crates ---------------------------------------------------------------------------
 
 fn resilience_layer() -> tower_resilience_circuitbreaker::CircuitBreakerLayer {
     tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()

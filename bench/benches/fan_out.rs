@@ -1,5 +1,5 @@
 //! The fan-out against the hand-written ways of calling three services at once, in the same
-//! group: `tokio::join!` of the three calls (the anchor), `join_all` of boxed futures, and a
+//! group: `tokio::join!` of the three calls (the plain join), `join_all` of boxed futures, and a
 //! `FanOut` of the same three parts. Every service answers at once, so what is measured is
 //! the joining itself: readiness, the calls, the per-part deadlines (never armed) and the
 //! outcome.

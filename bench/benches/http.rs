@@ -1,5 +1,5 @@
 //! The rejection → response mapping: what `RejectionResponseLayer` costs on the admitted
-//! path (anchor: the bare `service_fn` baseline in the same group) and what building each
+//! path (beside the bare `service_fn` baseline in the same group) and what building each
 //! rejection response costs.
 
 // `criterion_group!` generates an undocumented `pub fn`.

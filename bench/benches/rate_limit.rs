@@ -1,4 +1,4 @@
-//! The rate limiter against its anchors, measured in the same groups:
+//! The rate limiter against the crates it compares with, measured in the same groups:
 //! a bare `service_fn` (baseline), governor's direct and keyed `check`, and tower's
 //! `RateLimit` (allowed path only: its refusal is a `poll_ready` that waits).
 //!

@@ -1,5 +1,5 @@
 //! The whole stack a server runs (request id + rejection mapping + timeout + rate limit +
-//! circuit breaker) against the leanest stack of the anchors that does the same (tower-http
+//! circuit breaker) against the leanest stack of the compared crates that does the same (tower-http
 //! `SetRequestId` + `PropagateRequestId`, tower's `Timeout`, tower_governor, failsafe behind
 //! a small adapter), over the same handler, in the same groups. Requests carry a `host`
 //! header (and an `x-request-id`, in the first group) and the handler answers with a
@@ -61,7 +61,7 @@ fn rampart() -> impl Service<Request<Body>, Response = Response<Body>, Error = I
         .service(handler())
 }
 
-fn anchors() -> impl Service<Request<Body>, Response = Response<Body>, Error = tower::BoxError> {
+fn compared() -> impl Service<Request<Body>, Response = Response<Body>, Error = tower::BoxError> {
     let governor = GovernorConfigBuilder::default()
         .key_extractor(GlobalKeyExtractor)
         .per_nanosecond(1)
@@ -115,7 +115,7 @@ fn stack(c: &mut Criterion) {
         group.throughput(Throughput::Elements(1));
         run(&mut group, "baseline", handler(), with_id);
         run(&mut group, "rampart", rampart(), with_id);
-        run(&mut group, "anchors", anchors(), with_id);
+        run(&mut group, "compared", compared(), with_id);
         group.finish();
     }
 }

@@ -1,4 +1,4 @@
-//! The timeout against its anchors, measured in the same groups: a bare `service_fn`
+//! The timeout against the crates it compares with, measured in the same groups: a bare `service_fn`
 //! (baseline), tower's `Timeout` and tower-http's `TimeoutLayer`. One group for a response
 //! that is ready on the first poll, one for a call that is pending once (so the timer is
 //! armed), one for reading a caller's budget.

@@ -7,7 +7,7 @@
 //! | `GET /slow` | a 5 s handler behind the 1 s timeout: 504; `grpc-timeout: 200m` makes it 200 ms |
 //! | `GET /budget` | the time this request has left (the `Deadline` extractor) |
 //! | `GET /flaky` | an upstream that always answers 500, behind a client circuit breaker: 502, then 503 + `Retry-After` without calling it |
-//! | `GET /product/{id}` | the seed's product page by fan-out: `"degraded":["reviews"]` after 300 ms |
+//! | `GET /product/{id}` | the product page by fan-out: `"degraded":["reviews"]` after 300 ms |
 //! | `GET /health` | the breakers' states, outside the rate limit |
 //! | `GET /metrics` | every layer's metrics in the Prometheus text format, outside the rate limit |
 //!
@@ -245,7 +245,7 @@ fn flaky(
     )
 }
 
-/// The seed's product page: the core data (essential, fast), reviews (optional, 300 ms
+/// The product page: the core data (essential, fast), reviews (optional, 300 ms
 /// budget, but the stand-in takes 2 s) and related products (optional, fast), all under a
 /// 1 s cap. Built once; answers 200 with `"degraded":["reviews"]` after 300 ms.
 fn product_page() -> Result<Router, ConfigError> {

@@ -220,7 +220,7 @@ impl<C: Clock> Registry<C> {
     }
 
     pub(crate) fn hash<K: Hash + ?Sized>(&self, key: &K) -> u64 {
-        self.map.seed().hash_one(key)
+        self.map.hasher().hash_one(key)
     }
 
     pub(crate) fn len(&self) -> u64 {

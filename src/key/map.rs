@@ -1,7 +1,7 @@
 //! The bounded keyed map behind every keyed layer: a rate limiter's buckets, a circuit
 //! breaker's per-key breakers.
 //!
-//! Keys are stored as a seeded 64-bit hash, never as themselves. The map holds at most
+//! Keys are stored as a keyed 64-bit hash, never as themselves. The map holds at most
 //! `max_keys` values; when it is full, a new key is refused (the caller falls back to its
 //! shared value) until idle values are evicted.
 //!
@@ -49,7 +49,7 @@ pub(crate) struct KeyedMap<V> {
     /// Earliest time of the next sweep step.
     next_step: AtomicU64,
     step_every: u64,
-    seed: RandomState,
+    hasher: RandomState,
 }
 
 impl<V> std::fmt::Debug for KeyedMap<V> {
@@ -84,14 +84,14 @@ impl<V: Evict + Send + Sync + 'static> KeyedMap<V> {
             cursor: AtomicUsize::new(0),
             next_step: AtomicU64::new(0),
             step_every: sweep_every / shards as u64,
-            seed: RandomState::default(),
+            hasher: RandomState::default(),
         }
     }
 
-    /// The seed keys are hashed with, per map: the same key hashes differently in two maps,
-    /// so a client cannot aim collisions at every process alike.
-    pub(crate) fn seed(&self) -> &RandomState {
-        &self.seed
+    /// The hasher keys are hashed with, randomly keyed per map: the same key hashes
+    /// differently in two maps, so a client cannot aim collisions at every process alike.
+    pub(crate) fn hasher(&self) -> &RandomState {
+        &self.hasher
     }
 
     /// Values held.
@@ -240,7 +240,7 @@ mod tests {
     }
 
     fn touch(map: &KeyedMap<Value>, key: u64, now: u64, idle_at: u64) -> bool {
-        let hash = map.seed().hash_one(key);
+        let hash = map.hasher().hash_one(key);
         map.with(hash, now, value(idle_at), |v| {
             (!v.claimed.load(std::sync::atomic::Ordering::Relaxed)).then_some(())
         })
@@ -320,7 +320,7 @@ mod tests {
     fn a_claimed_value_is_replaced_on_lookup() {
         let map = KeyedMap::new(10, 1_000_000);
         assert!(touch(&map, 1, 0, 0));
-        let hash = map.seed().hash_one(1u64);
+        let hash = map.hasher().hash_one(1u64);
         map.get(hash, |v| v.claim(5)).unwrap();
         assert!(touch(&map, 1, 5, u64::MAX));
         assert_eq!(map.len(), 1);

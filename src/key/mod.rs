@@ -9,7 +9,7 @@
 //! | [`UpstreamHost`] | the request's `host:port` | client stacks, one breaker per backend |
 //! | a closure `Fn(&Req) -> Option<K>` | anything `Hash` | everything else |
 //!
-//! Keyed layers keep a 64-bit seeded hash of each key, never the key itself, so a key that
+//! Keyed layers keep a 64-bit keyed hash of each key, never the key itself, so a key that
 //! borrows from the request costs no allocation per request and a long key costs no memory.
 //! Each keyed layer holds at most `max_keys` keys; idle ones are evicted a little at a time
 //! inside normal calls, with no background task.

@@ -66,7 +66,7 @@ pub(crate) mod private {
     use super::*;
 
     pub trait Partition<Req>: Clone + Send + Sync + 'static {
-        fn bucketing(&self, req: &Req, seed: &RandomState) -> Bucketing;
+        fn bucketing(&self, req: &Req, hasher: &RandomState) -> Bucketing;
         fn cost(&self, _req: &Req) -> u32 {
             1
         }
@@ -84,9 +84,9 @@ pub(crate) mod private {
 
     impl<Req, K: KeyFn<Req>> Partition<Req> for PerKey<K> {
         #[inline]
-        fn bucketing(&self, req: &Req, seed: &RandomState) -> Bucketing {
+        fn bucketing(&self, req: &Req, hasher: &RandomState) -> Bucketing {
             match self.0.key(req) {
-                Some(key) => Bucketing::Key(seed.hash_one(key)),
+                Some(key) => Bucketing::Key(hasher.hash_one(key)),
                 None => Bucketing::Missing,
             }
         }
@@ -98,8 +98,8 @@ pub(crate) mod private {
         F: Fn(&Req) -> u32 + Clone + Send + Sync + 'static,
     {
         #[inline]
-        fn bucketing(&self, req: &Req, seed: &RandomState) -> Bucketing {
-            self.inner.bucketing(req, seed)
+        fn bucketing(&self, req: &Req, hasher: &RandomState) -> Bucketing {
+            self.inner.bucketing(req, hasher)
         }
         #[inline]
         fn cost(&self, req: &Req) -> u32 {
@@ -116,8 +116,8 @@ pub(crate) mod private {
         F: Fn(&Req) -> Quota + Clone + Send + Sync + 'static,
     {
         #[inline]
-        fn bucketing(&self, req: &Req, seed: &RandomState) -> Bucketing {
-            self.inner.bucketing(req, seed)
+        fn bucketing(&self, req: &Req, hasher: &RandomState) -> Bucketing {
+            self.inner.bucketing(req, hasher)
         }
         #[inline]
         fn cost(&self, req: &Req) -> u32 {

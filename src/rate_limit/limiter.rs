@@ -229,7 +229,7 @@ impl<C: Clock> Limiter<C> {
             Mode::Wait(max) => max,
             Mode::Reject | Mode::Shadow => 0,
         };
-        let bucketing = partition.bucketing(req, self.store.seed());
+        let bucketing = partition.bucketing(req, self.store.hasher());
         match bucketing {
             Bucketing::Global => {
                 self.decide_shared(mode, bucketing, now, cost, max_wait, with_state)
@@ -365,7 +365,7 @@ impl<C: Clock> Limiter<C> {
         if cost == 0 {
             return Duration::ZERO;
         }
-        let bucketing = partition.bucketing(req, self.store.seed());
+        let bucketing = partition.bucketing(req, self.store.hasher());
         let peeked = match bucketing {
             Bucketing::Global => self.store.peek_shared(now, cost, &self.quota),
             Bucketing::Key(hash) => self.store.peek_keyed(hash, now, cost),

@@ -140,9 +140,9 @@ impl Store {
         }
     }
 
-    /// The seed keys are hashed with.
-    pub(crate) fn seed(&self) -> &RandomState {
-        self.keys.seed()
+    /// The hasher keys are hashed with.
+    pub(crate) fn hasher(&self) -> &RandomState {
+        self.keys.hasher()
     }
 
     /// Decides against the shared bucket.

@@ -175,6 +175,44 @@ fn limit_tower(n: u64) {
     measured(n, &mut call);
 }
 
+/// The raw decision, no service around it: what governor's `check` does.
+fn limit_governor_check(n: u64) {
+    let limiter = governor::RateLimiter::direct(governor::Quota::per_second(
+        std::num::NonZeroU32::new(UNLIMITED).unwrap(),
+    ));
+    let _ = limiter.check();
+    measured(n, &mut || {
+        let _ = black_box(limiter.check());
+    });
+}
+
+/// A refusal answered as a 429 response through the one mapping.
+fn limit_rampart_refused_answered(n: u64) {
+    let layer = RateLimitLayer::with_period(1, Duration::from_secs(3_600))
+        .burst(1)
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .rejection_response()
+        .layer(layer)
+        .service(handler());
+    drive(n, svc, || request(false, false));
+}
+
+/// tower_governor's refusal, which answers its own 429.
+fn limit_tower_governor_refused(n: u64) {
+    let config = GovernorConfigBuilder::default()
+        .key_extractor(GlobalKeyExtractor)
+        .per_second(3_600)
+        .burst_size(1)
+        .finish()
+        .unwrap();
+    let layer = GovernorLayer {
+        config: Arc::new(config),
+    };
+    drive(n, layer.layer(handler()), || request(false, false));
+}
+
 // --- timeout -------------------------------------------------------------------------------
 
 fn timeout_baseline(n: u64) {
@@ -271,6 +309,21 @@ fn breaker_baseline(n: u64) {
 fn breaker_rampart(n: u64) {
     let layer = CircuitBreakerLayer::builder().build().unwrap();
     drive(n, layer.layer(handler()), || request(false, false));
+}
+
+/// An open breaker refusing (the handler answers 500, so one call trips it).
+fn breaker_rampart_open(n: u64) {
+    let layer = CircuitBreakerLayer::builder()
+        .failure_threshold(1)
+        .open_for(Duration::from_secs(3_600))
+        .build()
+        .unwrap();
+    let failing = service_fn(|_: Request<()>| {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    drive(n, layer.layer(failing), || request(false, false));
 }
 
 fn breaker_failsafe(n: u64) {
@@ -424,6 +477,24 @@ const CASES: &[Case] = &[
         run: limit_tower,
     },
     Case {
+        group: "rate_limit",
+        name: "governor check (no service)",
+        role: Role::Alone,
+        run: limit_governor_check,
+    },
+    Case {
+        group: "rate_limit",
+        name: "rampart refused, answered 429",
+        role: Role::Rampart,
+        run: limit_rampart_refused_answered,
+    },
+    Case {
+        group: "rate_limit",
+        name: "tower_governor refused (its 429)",
+        role: Role::Alone,
+        run: limit_tower_governor_refused,
+    },
+    Case {
         group: "timeout",
         name: "baseline",
         role: Role::Baseline,
@@ -506,6 +577,12 @@ const CASES: &[Case] = &[
         name: "failsafe",
         role: Role::Compared,
         run: breaker_failsafe,
+    },
+    Case {
+        group: "circuit_breaker",
+        name: "rampart open (refused)",
+        role: Role::Rampart,
+        run: breaker_rampart_open,
     },
     Case {
         group: "fan_out",
