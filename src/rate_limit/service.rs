@@ -37,10 +37,10 @@ use super::limiter::{Limiter, Verdict};
 /// # }
 /// ```
 pub struct RateLimit<S, P = Global, C = TokioClock, H = NoHeaders> {
-    inner: S,
-    limiter: Arc<Limiter<C>>,
-    partition: P,
-    headers: H,
+    pub(super) inner: S,
+    pub(super) limiter: Arc<Limiter<C>>,
+    pub(super) partition: P,
+    pub(super) headers: H,
 }
 
 // === impl RateLimit ===

@@ -21,6 +21,7 @@ use super::headers::{NoHeaders, ResponseHeaders, private::Apply};
 use super::key::{Global, Partition};
 use super::layer::RateLimitLayer;
 use super::limiter::{Limiter, Reservation, Verdict};
+use super::service::RateLimit;
 
 /// Gives a wait-mode reservation back unless the request got to run.
 pub(crate) trait Refund: Send + Sync {
@@ -315,10 +316,7 @@ impl<S, P: Clone, C, H: Clone> Layer<S> for WaitingRateLimitLayer<P, C, H> {
 
     fn layer(&self, inner: S) -> Self::Service {
         WaitingRateLimit {
-            inner,
-            limiter: Arc::clone(&self.limits.limiter),
-            partition: self.limits.partition.clone(),
-            headers: self.limits.headers.clone(),
+            limit: self.limits.layer(inner),
         }
     }
 }
@@ -327,34 +325,40 @@ impl<S, P: Clone, C, H: Clone> Layer<S> for WaitingRateLimitLayer<P, C, H> {
 ///
 /// See [`WaitingRateLimitLayer`] for an example.
 pub struct WaitingRateLimit<S, P = Global, C = TokioClock, H = NoHeaders> {
-    inner: S,
-    limiter: Arc<Limiter<C>>,
-    partition: P,
-    headers: H,
+    // The refusing service's parts; only `call` differs.
+    limit: RateLimit<S, P, C, H>,
 }
 
 impl<S, P, C, H> WaitingRateLimit<S, P, C, H> {
-    crate::macros::inner_accessors!();
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        self.limit.get_ref()
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.limit.get_mut()
+    }
+
+    /// Unwraps the service (the limit's state lives on in the layer and in other clones).
+    pub fn into_inner(self) -> S {
+        self.limit.into_inner()
+    }
 }
 
 impl<S: Clone, P: Clone, C, H: Clone> Clone for WaitingRateLimit<S, P, C, H> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
-            limiter: Arc::clone(&self.limiter),
-            partition: self.partition.clone(),
-            headers: self.headers.clone(),
+            limit: self.limit.clone(),
         }
     }
 }
 
 impl<S: fmt::Debug, P: fmt::Debug, C, H> fmt::Debug for WaitingRateLimit<S, P, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WaitingRateLimit")
-            .field("inner", &self.inner)
-            .field("quota", &self.limiter.quota)
-            .field("partition", &self.partition)
-            .finish_non_exhaustive()
+        f.debug_tuple("WaitingRateLimit")
+            .field(&self.limit)
+            .finish()
     }
 }
 
@@ -371,42 +375,53 @@ where
     type Future = WaitFuture<S::Future, S, Req, H, <H as Apply<S::Response>>::State>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.limit.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let now = self.limiter.now();
+        let now = self.limit.limiter.now();
         let with_state = <H as Apply<S::Response>>::ACTIVE;
         match self
+            .limit
             .limiter
-            .check::<false, _, _>(&self.partition, &req, now, with_state)
+            .check::<false, _, _>(&self.limit.partition, &req, now, with_state)
         {
             Verdict::Now(state) | Verdict::Shadowed(state) => {
-                self.limiter.metrics.admitted();
-                WaitFuture::called(self.inner.call(req), H::keep(state), self.headers.clone())
+                self.limit.limiter.metrics.admitted();
+                WaitFuture::called(
+                    self.limit.inner.call(req),
+                    H::keep(state),
+                    self.limit.headers.clone(),
+                )
             }
             Verdict::Later {
                 wait_nanos,
                 reservation,
                 state,
             } => {
-                self.limiter.metrics.delayed();
+                self.limit.limiter.metrics.delayed();
                 // The ready service goes into the future; this one keeps an unpolled clone.
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let guard = RefundGuard::new(Arc::clone(&self.limiter) as _, reservation);
+                let clone = self.limit.inner.clone();
+                let ready = std::mem::replace(&mut self.limit.inner, clone);
+                let guard = RefundGuard::new(Arc::clone(&self.limit.limiter) as _, reservation);
                 WaitFuture::waiting(
-                    self.limiter.instant_at(now.saturating_add(wait_nanos)),
+                    self.limit
+                        .limiter
+                        .instant_at(now.saturating_add(wait_nanos)),
                     ready,
                     req,
                     guard,
                     H::keep(state),
-                    self.headers.clone(),
+                    self.limit.headers.clone(),
                 )
             }
             Verdict::Reject(refusal) => {
-                let rejection = Rejection::from(self.limiter.rejection(refusal));
-                WaitFuture::rejected(Box::new(rejection), H::keep(None), self.headers.clone())
+                let rejection = Rejection::from(self.limit.limiter.rejection(refusal));
+                WaitFuture::rejected(
+                    Box::new(rejection),
+                    H::keep(None),
+                    self.limit.headers.clone(),
+                )
             }
         }
     }
