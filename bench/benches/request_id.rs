@@ -16,24 +16,12 @@ use std::hint::black_box;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use http::{HeaderValue, Request, Response};
-use tower::{Layer, Service, ServiceBuilder};
+use http::{HeaderValue, Request};
+use tower::{Layer, Service};
 use tower_rampart::request_id::{Counter, SetRequestIdLayer, UuidV4};
 
+use tower_rampart_bench::cases;
 use tower_rampart_bench::support::ready_now;
-
-/// The baseline handler: an empty `200` with a `content-type`, as any axum handler that
-/// returns a body answers.
-fn bare() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone {
-    tower::service_fn(|_: Request<()>| {
-        let mut response = Response::new(());
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        std::future::ready(Ok::<_, Infallible>(response))
-    })
-}
 
 fn run<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S, incoming: bool)
 where
@@ -55,42 +43,14 @@ where
     });
 }
 
-fn tower_http() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> {
-    ServiceBuilder::new()
-        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
-            tower_http::request_id::MakeRequestUuid,
-        ))
-        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-        .service(bare())
-}
-
-/// The least any request-id layer does for a kept id: read the header, and copy it onto the
-/// response (no check, no span, no context). The distance from the baseline to this is the
-/// floor of the layer's cost.
-fn floor() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> {
-    static NAME: http::HeaderName = http::HeaderName::from_static("x-request-id");
-    let mut inner = bare();
-    tower::service_fn(move |req: Request<()>| {
-        let id = req.headers().get(&NAME).cloned();
-        let answer = inner.call(req);
-        async move {
-            let mut response = answer.await?;
-            if let Some(id) = id {
-                response.headers_mut().insert(&NAME, id);
-            }
-            Ok(response)
-        }
-    })
-}
-
 fn incoming(c: &mut Criterion) {
     let mut group = c.benchmark_group("request_id/incoming_valid");
     group.throughput(Throughput::Elements(1));
-    run(&mut group, "baseline", bare(), true);
+    run(&mut group, "baseline", cases::handler(), true);
     run(
         &mut group,
         "rampart_layer",
-        SetRequestIdLayer::new().layer(bare()),
+        SetRequestIdLayer::new().layer(cases::handler()),
         true,
     );
     run(
@@ -98,22 +58,22 @@ fn incoming(c: &mut Criterion) {
         "rampart_layer_with_extension",
         SetRequestIdLayer::new()
             .request_extension(true)
-            .layer(bare()),
+            .layer(cases::handler()),
         true,
     );
-    run(&mut group, "tower_http", tower_http(), true);
-    run(&mut group, "floor_read_and_echo", floor(), true);
+    run(&mut group, "tower_http", cases::tower_http_ids(), true);
+    run(&mut group, "floor_read_and_echo", cases::id_floor(), true);
     group.finish();
 }
 
 fn generated(c: &mut Criterion) {
     let mut group = c.benchmark_group("request_id/generated");
     group.throughput(Throughput::Elements(1));
-    run(&mut group, "baseline", bare(), false);
+    run(&mut group, "baseline", cases::handler(), false);
     run(
         &mut group,
         "rampart_uuid_v7",
-        SetRequestIdLayer::new().layer(bare()),
+        SetRequestIdLayer::new().layer(cases::handler()),
         false,
     );
     run(
@@ -121,7 +81,7 @@ fn generated(c: &mut Criterion) {
         "rampart_uuid_v4",
         SetRequestIdLayer::new()
             .with_generator(UuidV4)
-            .layer(bare()),
+            .layer(cases::handler()),
         false,
     );
     run(
@@ -129,10 +89,15 @@ fn generated(c: &mut Criterion) {
         "rampart_counter",
         SetRequestIdLayer::new()
             .with_generator(Counter::new())
-            .layer(bare()),
+            .layer(cases::handler()),
         false,
     );
-    run(&mut group, "tower_http_uuid_v4", tower_http(), false);
+    run(
+        &mut group,
+        "tower_http_uuid_v4",
+        cases::tower_http_ids(),
+        false,
+    );
     group.finish();
 }
 

@@ -11,75 +11,16 @@
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-use std::convert::Infallible;
 use std::hint::black_box;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, header};
-use tower::{Service, ServiceBuilder, service_fn};
-use tower_governor::GovernorLayer;
-use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::GlobalKeyExtractor;
-use tower_rampart::ServiceBuilderExt;
-use tower_rampart::circuit_breaker::CircuitBreakerLayer;
-use tower_rampart::rate_limit::RateLimitLayer;
-use tower_rampart::request_id::SetRequestIdLayer;
-use tower_rampart::timeout::TimeoutLayer;
+use tower::Service;
 
+use tower_rampart_bench::cases;
 use tower_rampart_bench::support::ready_now;
-
-const LIMIT: Duration = Duration::from_secs(10);
-
-/// The handler: an empty `200` with a `content-type`.
-fn handler() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
-    service_fn(|_: Request<Body>| {
-        let mut response = Response::new(Body::empty());
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        std::future::ready(Ok::<_, Infallible>(response))
-    })
-}
-
-fn rampart() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> {
-    ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new())
-        .rejection_response()
-        .layer(TimeoutLayer::new(LIMIT).unwrap())
-        .layer(
-            RateLimitLayer::per_second(1_000_000_000)
-                .burst(1_000_000_000)
-                .build()
-                .unwrap(),
-        )
-        .layer(CircuitBreakerLayer::builder().build().unwrap())
-        .service(handler())
-}
-
-fn compared() -> impl Service<Request<Body>, Response = Response<Body>, Error = tower::BoxError> {
-    let governor = GovernorConfigBuilder::default()
-        .key_extractor(GlobalKeyExtractor)
-        .per_nanosecond(1)
-        .burst_size(u32::MAX)
-        .finish()
-        .unwrap();
-    ServiceBuilder::new()
-        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
-            tower_http::request_id::MakeRequestUuid,
-        ))
-        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-        .layer(tower::timeout::TimeoutLayer::new(LIMIT))
-        .layer(GovernorLayer {
-            config: Arc::new(governor),
-        })
-        .layer_fn(tower_rampart_bench::support::failsafe_layer)
-        .service(handler())
-}
 
 fn request(with_id: bool) -> Request<Body> {
     let mut req = Request::new(Body::empty());
@@ -113,9 +54,9 @@ fn stack(c: &mut Criterion) {
     for (group_name, with_id) in [("stack/incoming_id", true), ("stack/generated_id", false)] {
         let mut group = c.benchmark_group(group_name);
         group.throughput(Throughput::Elements(1));
-        run(&mut group, "baseline", handler(), with_id);
-        run(&mut group, "rampart", rampart(), with_id);
-        run(&mut group, "compared", compared(), with_id);
+        run(&mut group, "baseline", cases::handler(), with_id);
+        run(&mut group, "rampart", cases::rampart_stack(), with_id);
+        run(&mut group, "compared", cases::compared_stack(), with_id);
         group.finish();
     }
 }

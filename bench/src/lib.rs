@@ -2,4 +2,5 @@
 //! cases of the instruction-count harness (`src/bin/icount.rs`), each beside its baseline,
 //! its floor and the crates it compares with.
 
+pub mod cases;
 pub mod support;

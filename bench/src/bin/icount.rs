@@ -35,6 +35,10 @@ use tower_rampart::fan_out::{FanOut, Part};
 use tower_rampart::rate_limit::RateLimitLayer;
 use tower_rampart::request_id::SetRequestIdLayer;
 use tower_rampart::timeout::TimeoutLayer;
+use tower_rampart_bench::cases;
+use tower_rampart_bench::cases::{
+    LIMIT, UNLIMITED, compared_stack, handler, rampart_stack, tower_http_ids,
+};
 use tower_rampart_bench::support::{failsafe_layer, ready_now};
 
 /// Iterations of the shorter run; the longer one makes twice as many.
@@ -109,22 +113,6 @@ fn request(id: bool, budget: bool) -> Request<()> {
     }
     req
 }
-
-/// The handler: an empty `200` with a `content-type`, as any axum handler returning a body.
-fn handler() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
-    service_fn(|_: Request<()>| {
-        let mut response = Response::new(Body::empty());
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        std::future::ready(Ok::<_, Infallible>(response))
-    })
-}
-
-/// Never refuses at benchmark speed.
-const UNLIMITED: u32 = 1_000_000_000;
-const LIMIT: Duration = Duration::from_secs(10);
 
 // --- rate limit ----------------------------------------------------------------------------
 
@@ -244,23 +232,9 @@ fn id_baseline(n: u64) {
     drive(n, handler(), || request(true, false));
 }
 
-/// The least a request-id layer does for a kept id: read the header and copy it onto the
-/// response (no check, no span, no context).
+/// The request-id floor (see `cases::id_floor`).
 fn id_floor(n: u64) {
-    static NAME: http::HeaderName = http::HeaderName::from_static("x-request-id");
-    let mut inner = handler();
-    let svc = service_fn(move |req: Request<()>| {
-        let id = req.headers().get(&NAME).cloned();
-        let answer = inner.call(req);
-        async move {
-            let mut response = answer.await?;
-            if let Some(id) = id {
-                response.headers_mut().insert(&NAME, id);
-            }
-            Ok::<_, Infallible>(response)
-        }
-    });
-    drive(n, svc, || request(true, false));
+    drive(n, cases::id_floor(), || request(true, false));
 }
 
 fn id_rampart_kept(n: u64) {
@@ -273,15 +247,6 @@ fn id_rampart_generated(n: u64) {
     drive(n, SetRequestIdLayer::new().layer(handler()), || {
         request(false, false)
     });
-}
-
-fn tower_http_ids() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> {
-    ServiceBuilder::new()
-        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
-            tower_http::request_id::MakeRequestUuid,
-        ))
-        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-        .service(handler())
 }
 
 fn id_tower_http_kept(n: u64) {
@@ -391,45 +356,6 @@ fn fan_rampart(n: u64) {
 }
 
 // --- the whole stack -----------------------------------------------------------------------
-
-fn rampart_stack() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> {
-    let breaker = CircuitBreakerLayer::builder().build().unwrap();
-    ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new())
-        .rejection_response()
-        .layer(TimeoutLayer::new(LIMIT).unwrap())
-        .layer(
-            RateLimitLayer::per_second(UNLIMITED)
-                .burst(UNLIMITED)
-                .build()
-                .unwrap(),
-        )
-        .layer(breaker)
-        .service(handler())
-}
-
-/// The same jobs done by tower-http's request id, tower's `Timeout`, tower_governor and
-/// failsafe (whose errors are not mapped to responses).
-fn compared_stack() -> impl Service<Request<()>, Response = Response<Body>, Error = tower::BoxError>
-{
-    let governor = GovernorConfigBuilder::default()
-        .key_extractor(GlobalKeyExtractor)
-        .per_nanosecond(1)
-        .burst_size(u32::MAX)
-        .finish()
-        .unwrap();
-    ServiceBuilder::new()
-        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
-            tower_http::request_id::MakeRequestUuid,
-        ))
-        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-        .layer(tower::timeout::TimeoutLayer::new(LIMIT))
-        .layer(GovernorLayer {
-            config: Arc::new(governor),
-        })
-        .layer_fn(failsafe_layer)
-        .service(handler())
-}
 
 fn stack_baseline(n: u64) {
     drive(n, handler(), || request(true, false));
