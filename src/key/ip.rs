@@ -1,6 +1,7 @@
 //! Client addresses as keys: the TCP peer ([`PeerIp`]) and the client behind trusted
 //! proxies ([`ClientIp`]), grouped by network prefix.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use http::{HeaderName, Request};
@@ -438,11 +439,15 @@ fn parse_forwarded_element(element: &[u8]) -> Option<IpAddr> {
 }
 
 /// A token or a quoted-string (RFC 9110 §5.6.4), its escapes resolved.
-fn unquote(value: &[u8]) -> Option<Vec<u8>> {
+fn unquote(value: &[u8]) -> Option<Cow<'_, [u8]>> {
     let Some(inner) = value.strip_prefix(b"\"") else {
-        return (!value.is_empty() && value.iter().all(is_tchar)).then(|| value.to_vec());
+        return (!value.is_empty() && value.iter().all(is_tchar)).then_some(Cow::Borrowed(value));
     };
     let inner = inner.strip_suffix(b"\"")?;
+    if !inner.contains(&b'\\') {
+        // The usual quoted value has no escape: borrowed, not copied.
+        return (!inner.contains(&b'"')).then_some(Cow::Borrowed(inner));
+    }
     let mut out = Vec::with_capacity(inner.len());
     let mut bytes = inner.iter();
     while let Some(&b) = bytes.next() {
@@ -452,7 +457,7 @@ fn unquote(value: &[u8]) -> Option<Vec<u8>> {
             _ => out.push(b),
         }
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 /// An RFC 7239 node: `IPv4`, `IPv4:port`, `[IPv6]`, `[IPv6]:port` (port: 1 to 5 digits, or
