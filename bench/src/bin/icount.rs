@@ -212,6 +212,11 @@ fn timeout_rampart(n: u64) {
     drive(n, svc, || request(false, true));
 }
 
+fn timeout_rampart_ignoring_inbound(n: u64) {
+    let layer = TimeoutLayer::new(LIMIT).unwrap().ignore_inbound();
+    drive(n, layer.layer(handler()), || request(false, true));
+}
+
 fn timeout_tower(n: u64) {
     let svc = tower::timeout::TimeoutLayer::new(LIMIT).layer(handler());
     drive(n, svc, || request(false, true));
@@ -431,6 +436,12 @@ const CASES: &[Case] = &[
         name: "rampart (inbound budget)",
         role: Role::Rampart,
         run: timeout_rampart,
+    },
+    Case {
+        group: "timeout",
+        name: "rampart (inbound not read)",
+        role: Role::Rampart,
+        run: timeout_rampart_ignoring_inbound,
     },
     Case {
         group: "timeout",
