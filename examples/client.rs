@@ -25,7 +25,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_rampart::circuit_breaker::{CircuitBreakerLayer, UpstreamHost};
+use tower_rampart::circuit_breaker::{CircuitBreakerLayer, ClassifiedBody, UpstreamHost};
 use tower_rampart::context::{self, Context};
 use tower_rampart::rate_limit::RateLimitLayer;
 use tower_rampart::request_id::{PropagateRequestIdLayer, RequestId, Rules};
@@ -39,7 +39,7 @@ async fn describe<S>(client: &mut S, uri: String) -> Result<String, Error>
 where
     S: Service<
             Request<Empty<Bytes>>,
-            Response = http::Response<hyper::body::Incoming>,
+            Response = http::Response<ClassifiedBody<hyper::body::Incoming>>,
             Error = BoxError,
         >,
 {

@@ -237,6 +237,8 @@ impl Rejection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitOpen {
     retry_after: Duration,
+    #[cfg(feature = "grpc")]
+    status: crate::grpc::StatusCell,
 }
 
 // === impl CircuitOpen ===
@@ -253,7 +255,11 @@ impl CircuitOpen {
     /// assert_eq!(CircuitOpen::new(Duration::ZERO).retry_after(), Duration::ZERO);
     /// ```
     pub const fn new(retry_after: Duration) -> Self {
-        Self { retry_after }
+        Self {
+            retry_after,
+            #[cfg(feature = "grpc")]
+            status: crate::grpc::StatusCell::new(),
+        }
     }
 
     /// The remaining open time: when the breaker will next admit a probe.
@@ -278,7 +284,18 @@ impl fmt::Display for CircuitOpen {
     }
 }
 
-impl StdError for CircuitOpen {}
+impl StdError for CircuitOpen {
+    /// With the `grpc` feature: the `tonic::Status` for this rejection.
+    #[cfg(feature = "grpc")]
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.status.source(
+            RejectionKind::CircuitOpen,
+            Some(self.retry_after),
+            self,
+            None,
+        ))
+    }
+}
 
 /// A rate limiter had no capacity for the request.
 ///
@@ -305,6 +322,8 @@ pub struct RateLimited {
     window: Duration,
     remaining: u64,
     reset: Duration,
+    #[cfg(feature = "grpc")]
+    status: crate::grpc::StatusCell,
 }
 
 // === impl RateLimited ===
@@ -330,6 +349,8 @@ impl RateLimited {
             window: Duration::ZERO,
             remaining: 0,
             reset: retry_after,
+            #[cfg(feature = "grpc")]
+            status: crate::grpc::StatusCell::new(),
         }
     }
 
@@ -447,7 +468,18 @@ impl fmt::Display for RateLimited {
     }
 }
 
-impl StdError for RateLimited {}
+impl StdError for RateLimited {
+    /// With the `grpc` feature: the `tonic::Status` for this rejection.
+    #[cfg(feature = "grpc")]
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.status.source(
+            RejectionKind::RateLimited,
+            Some(self.retry_after),
+            self,
+            None,
+        ))
+    }
+}
 
 /// The request's deadline passed before the response head arrived.
 ///
@@ -462,6 +494,8 @@ impl StdError for RateLimited {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimedOut {
     after: Duration,
+    #[cfg(feature = "grpc")]
+    status: crate::grpc::StatusCell,
 }
 
 // === impl TimedOut ===
@@ -475,7 +509,11 @@ impl TimedOut {
     /// assert_eq!(TimedOut::new(Duration::from_secs(1)).after(), Duration::from_secs(1));
     /// ```
     pub const fn new(after: Duration) -> Self {
-        Self { after }
+        Self {
+            after,
+            #[cfg(feature = "grpc")]
+            status: crate::grpc::StatusCell::new(),
+        }
     }
 
     /// The budget the request had: the earlier of the configured limit and the inbound
@@ -497,24 +535,35 @@ impl fmt::Display for TimedOut {
     }
 }
 
-impl StdError for TimedOut {}
+impl StdError for TimedOut {
+    /// With the `grpc` feature: the `tonic::Status` for this rejection.
+    #[cfg(feature = "grpc")]
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(
+            self.status
+                .source(RejectionKind::TimedOut, None, self, None),
+        )
+    }
+}
 
-/// An essential part of a fan-out failed; its cause is the error's
-/// [`source`](StdError::source).
+/// An essential part of a fan-out failed; its cause is [`cause`](Self::cause), and the
+/// end of its [`source`](StdError::source) chain (with the `grpc` feature, the
+/// `tonic::Status` for the rejection comes first).
 ///
 /// ```
-/// use std::error::Error;
 /// use tower_rampart::error::PartFailed;
 ///
 /// let failed = PartFailed::new("core", "connection refused");
 /// assert_eq!(failed.part(), "core");
 /// assert_eq!(failed.to_string(), "essential part `core` failed");
-/// assert_eq!(failed.source().unwrap().to_string(), "connection refused");
+/// assert_eq!(failed.cause().to_string(), "connection refused");
 /// ```
 #[derive(Debug, Clone)]
 pub struct PartFailed {
     part: Cow<'static, str>,
-    cause: Arc<dyn StdError + Send + Sync + 'static>,
+    pub(crate) cause: Arc<dyn StdError + Send + Sync + 'static>,
+    #[cfg(feature = "grpc")]
+    status: crate::grpc::StatusCell,
 }
 
 // === impl PartFailed ===
@@ -530,6 +579,8 @@ impl PartFailed {
         Self {
             part: part.into(),
             cause: Arc::from(cause.into()),
+            #[cfg(feature = "grpc")]
+            status: crate::grpc::StatusCell::new(),
         }
     }
 
@@ -561,7 +612,17 @@ impl fmt::Display for PartFailed {
 }
 
 impl StdError for PartFailed {
+    /// The part's error; with the `grpc` feature, the `tonic::Status` for this rejection,
+    /// whose own source is the part's error.
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        #[cfg(feature = "grpc")]
+        return Some(self.status.source(
+            RejectionKind::PartFailed,
+            None,
+            self,
+            Some(Arc::clone(&self.cause)),
+        ));
+        #[cfg(not(feature = "grpc"))]
         Some(&*self.cause)
     }
 }
@@ -744,9 +805,58 @@ mod tests {
     }
 
     #[test]
-    fn part_failed_source_is_its_cause() {
+    fn part_failed_source_chain_ends_in_its_cause() {
         let r = Rejection::from(PartFailed::new("core", "refused"));
-        assert_eq!(r.source().expect("cause").to_string(), "refused");
+        let mut last: &(dyn StdError + 'static) = r.source().expect("a source");
+        while let Some(next) = last.source() {
+            last = next;
+        }
+        assert_eq!(last.to_string(), "refused");
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn every_rejection_carries_its_tonic_status() {
+        let cases = [
+            (
+                Rejection::from(CircuitOpen::new(Duration::from_millis(1_500))),
+                tonic::Code::Unavailable,
+                Some("1500"),
+            ),
+            (
+                Rejection::from(RateLimited::new(Duration::from_micros(20_001))),
+                tonic::Code::ResourceExhausted,
+                Some("21"),
+            ),
+            (
+                Rejection::from(TimedOut::new(Duration::from_secs(1))),
+                tonic::Code::DeadlineExceeded,
+                None,
+            ),
+            (
+                Rejection::from(PartFailed::new("core", "refused")),
+                tonic::Code::Unavailable,
+                None,
+            ),
+        ];
+        for (rejection, code, pushback) in cases {
+            let boxed: crate::BoxError = Box::new(rejection.clone());
+            // What tonic does with a service's error on a client `Channel`.
+            let status = tonic::Status::from_error(boxed);
+            assert_eq!(status.code(), code, "{rejection}");
+            assert_eq!(status.message(), rejection.to_string());
+            let got = status
+                .metadata()
+                .get("grpc-retry-pushback-ms")
+                .map(|v| v.to_str().unwrap());
+            assert_eq!(got, pushback, "{rejection}");
+            // And the rejection is still found behind it.
+            let source = status.source().expect("the rejection");
+            assert_eq!(
+                Rejection::find(source).map(Rejection::kind),
+                Some(rejection.kind())
+            );
+        }
     }
 
     #[test]

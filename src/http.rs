@@ -12,6 +12,9 @@
 //! | [`PartFailed`](Rejection::PartFailed) | 502 | | `{"error":"part_failed","part":"core"}` |
 //! | any other error | 500 | | `{"error":"internal"}` (the error is logged once at ERROR, never sent) |
 //!
+//! Requests whose `content-type` is `application/grpc*` are refused the gRPC way instead: HTTP
+//! 200 with `grpc-status` in one Trailers-Only response (see [`crate::grpc`] for the codes).
+//!
 //! `Retry-After` is in whole seconds, rounded **up**, and at least 1 (see
 //! [`retry_after_secs`]): a client told "0" retries at once and is refused again. The
 //! `RateLimit` fields follow draft-ietf-httpapi-ratelimit-headers (`"policy";q=…;w=…` and
@@ -55,6 +58,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::{BoxError, RateLimited, Rejection, RejectionKind};
+use crate::grpc;
 
 /// The `RateLimit-Policy` header field (draft-ietf-httpapi-ratelimit-headers).
 ///
@@ -430,6 +434,81 @@ impl RejectionBody for JsonBody {
     }
 }
 
+/// A response body type that rejection responses can be written into: JSON bytes for an
+/// HTTP refusal, nothing for a gRPC one.
+///
+/// Implemented for axum's body (feature `axum`), tonic's body (feature `grpc`),
+/// `http_body_util::Full<Bytes>`, `UnsyncBoxBody<Bytes, E>`, `BoxBody<Bytes, E>`, `Bytes`
+/// and `Vec<u8>`; implement it for a body type of your own.
+///
+/// ```
+/// use bytes::Bytes;
+/// use tower_rampart::http::ResponseBody;
+///
+/// struct Text(Bytes);
+/// impl ResponseBody for Text {
+///     fn from_bytes(bytes: Bytes) -> Self { Text(bytes) }
+/// }
+/// assert!(Text::empty().0.is_empty());
+/// ```
+pub trait ResponseBody: Sized {
+    /// A body holding `bytes`.
+    fn from_bytes(bytes: Bytes) -> Self;
+
+    /// An empty body. Default: `from_bytes` of no bytes.
+    fn empty() -> Self {
+        Self::from_bytes(Bytes::new())
+    }
+}
+
+impl ResponseBody for Bytes {
+    fn from_bytes(bytes: Bytes) -> Self {
+        bytes
+    }
+}
+
+impl ResponseBody for Vec<u8> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        bytes.into()
+    }
+}
+
+impl ResponseBody for http_body_util::Full<Bytes> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        http_body_util::Full::new(bytes)
+    }
+}
+
+impl<E: 'static> ResponseBody for http_body_util::combinators::UnsyncBoxBody<Bytes, E> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        use http_body_util::BodyExt as _;
+        http_body_util::Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+}
+
+impl<E: 'static> ResponseBody for http_body_util::combinators::BoxBody<Bytes, E> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        use http_body_util::BodyExt as _;
+        http_body_util::Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed()
+    }
+}
+
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl ResponseBody for axum_core::body::Body {
+    fn from_bytes(bytes: Bytes) -> Self {
+        bytes.into()
+    }
+
+    fn empty() -> Self {
+        axum_core::body::Body::empty()
+    }
+}
+
 /// The response for `rejection`: its status, its headers, and the body from `body`.
 ///
 /// ```
@@ -445,19 +524,51 @@ impl RejectionBody for JsonBody {
 /// ```
 pub fn rejection_response<B, M>(rejection: &Rejection, body: &M) -> Response<B>
 where
-    B: From<Bytes>,
+    B: ResponseBody,
     M: RejectionBody,
 {
     respond(rejection, body, &Statuses::default())
 }
 
-/// Statuses chosen per [`RejectionKind`] instead of the default table.
+/// The gRPC answer for `rejection`: HTTP 200, `content-type: application/grpc`,
+/// `grpc-status`, `grpc-message` and, for a refusal, `grpc-retry-pushback-ms`, with an empty
+/// body (a Trailers-Only response). See [`crate::grpc`] for the codes.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::Response;
+/// use tower_rampart::{Rejection, error::CircuitOpen, http::grpc_rejection_response};
+///
+/// let rejection = Rejection::from(CircuitOpen::new(Duration::from_millis(2500)));
+/// let response: Response<bytes::Bytes> = grpc_rejection_response(&rejection);
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers()["grpc-status"], "14");
+/// assert_eq!(response.headers()["grpc-retry-pushback-ms"], "2500");
+/// ```
+pub fn grpc_rejection_response<B: ResponseBody>(rejection: &Rejection) -> Response<B> {
+    respond_grpc(rejection, &Statuses::default())
+}
+
+/// Statuses and gRPC codes chosen per [`RejectionKind`] instead of the default table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Statuses([Option<StatusCode>; RejectionKind::ALL.len()]);
+struct Statuses {
+    http: [Option<StatusCode>; RejectionKind::ALL.len()],
+    grpc: [Option<u8>; RejectionKind::ALL.len()],
+}
 
 impl Statuses {
+    const DEFAULT: Self = Self {
+        http: [None; RejectionKind::ALL.len()],
+        grpc: [None; RejectionKind::ALL.len()],
+    };
+
     fn of(&self, rejection: &Rejection) -> StatusCode {
-        self.0[rejection.kind().index()].unwrap_or_else(|| rejection.status())
+        self.http[rejection.kind().index()].unwrap_or_else(|| rejection.status())
+    }
+
+    fn grpc_of(&self, rejection: &Rejection) -> u8 {
+        let kind = rejection.kind();
+        self.grpc[kind.index()].unwrap_or_else(|| grpc::default_code(kind))
     }
 }
 
@@ -471,36 +582,66 @@ struct Mapping<M> {
 /// The one place a rejection becomes a response.
 fn respond<B, M>(rejection: &Rejection, body: &M, statuses: &Statuses) -> Response<B>
 where
-    B: From<Bytes>,
+    B: ResponseBody,
     M: RejectionBody,
 {
     // Room for the rejection's headers and a content type: no regrowth.
     let mut headers = HeaderMap::with_capacity(6);
     rejection.write_headers(&mut headers);
     let bytes = body.render(rejection, &mut headers);
-    let mut response = Response::new(B::from(bytes));
+    let mut response = Response::new(B::from_bytes(bytes));
     *response.status_mut() = statuses.of(rejection);
+    *response.headers_mut() = headers;
+    response
+}
+
+/// The one place a rejection becomes a gRPC answer: Trailers-Only, empty body.
+fn respond_grpc<B: ResponseBody>(rejection: &Rejection, statuses: &Statuses) -> Response<B> {
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(CONTENT_TYPE, grpc::APPLICATION_GRPC);
+    grpc::write_status(rejection, statuses.grpc_of(rejection), &mut headers);
+    let mut response = Response::new(B::empty());
     *response.headers_mut() = headers;
     response
 }
 
 /// The answer to an error: the rejection's response if `err` holds a [`Rejection`], otherwise
 /// an opaque 500 with the error logged once at ERROR.
-fn error_response<B, M>(err: BoxError, mapping: &Mapping<M>) -> Response<B>
+fn error_response<B, M>(err: BoxError, mapping: &Mapping<M>, grpc: bool) -> Response<B>
 where
-    B: From<Bytes>,
+    B: ResponseBody,
     M: RejectionBody,
 {
     if let Some(rejection) = Rejection::find(err.as_ref()) {
-        return respond(rejection, &mapping.body, &mapping.statuses);
+        return if grpc {
+            respond_grpc(rejection, &mapping.statuses)
+        } else {
+            respond(rejection, &mapping.body, &mapping.statuses)
+        };
     }
     // The message may quote what a client sent (a parse error, a path): bounded, escaped.
     let message = err.to_string();
     tracing::error!(
         error = %crate::untrusted::Untrusted::up_to(message.as_bytes(), 512),
-        "unhandled service error, answering 500"
+        "unhandled service error, answering 500 (INTERNAL over gRPC)"
     );
-    let mut response = Response::new(B::from(Bytes::from_static(br#"{"error":"internal"}"#)));
+    if grpc {
+        let mut response = Response::new(B::empty());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, grpc::APPLICATION_GRPC);
+        headers.insert(
+            grpc::GRPC_STATUS,
+            HeaderValue::from(u16::from(grpc::code::INTERNAL)),
+        );
+        headers.insert(
+            grpc::GRPC_MESSAGE,
+            HeaderValue::from_static("internal error"),
+        );
+        return response;
+    }
+    let mut response = Response::new(B::from_bytes(Bytes::from_static(
+        br#"{"error":"internal"}"#,
+    )));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
         .headers_mut()
@@ -558,7 +699,7 @@ impl RejectionResponseLayer {
         Self {
             mapping: Mapping {
                 body: JsonBody,
-                statuses: Statuses([None; RejectionKind::ALL.len()]),
+                statuses: Statuses::DEFAULT,
             },
         }
     }
@@ -607,7 +748,38 @@ impl<M: RejectionBody> RejectionResponseLayer<M> {
     /// # }
     /// ```
     pub fn status(mut self, kind: RejectionKind, status: StatusCode) -> Self {
-        self.mapping.statuses.0[kind.index()] = Some(status);
+        self.mapping.statuses.http[kind.index()] = Some(status);
+        self
+    }
+
+    /// Answers gRPC requests refused with `kind` with `code` instead of the default (see
+    /// [`crate::grpc`]), for example `Unavailable` instead of `ResourceExhausted` for
+    /// [`RateLimited`](RejectionKind::RateLimited), for clients that retry only the former.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::{Request, Response};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// use tower_rampart::{BoxError, Rejection, RejectionKind, error::RateLimited, http::RejectionResponseLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let refuse = service_fn(|_: Request<()>| async {
+    ///     Err::<Response<bytes::Bytes>, BoxError>(Rejection::from(RateLimited::new(Duration::from_secs(1))).into())
+    /// });
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(RejectionResponseLayer::new().grpc_code(RejectionKind::RateLimited, tonic::Code::Unavailable))
+    ///     .service(refuse);
+    /// let request = Request::builder().header("content-type", "application/grpc").body(()).unwrap();
+    /// assert_eq!(svc.oneshot(request).await.unwrap().headers()["grpc-status"], "14");
+    /// # }
+    /// ```
+    #[cfg(feature = "grpc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+    pub fn grpc_code(mut self, kind: RejectionKind, code: tonic::Code) -> Self {
+        // Codes are 0 to 16; anything else tonic could hold is answered as UNKNOWN.
+        let code = u8::try_from(code as i32).unwrap_or(grpc::code::UNKNOWN);
+        self.mapping.statuses.grpc[kind.index()] = Some(code);
         self
     }
 }
@@ -671,11 +843,11 @@ impl<S: fmt::Debug, M: fmt::Debug> fmt::Debug for RejectionResponse<S, M> {
     }
 }
 
-impl<S, Req, B, M> Service<Req> for RejectionResponse<S, M>
+impl<S, ReqBody, B, M> Service<http::Request<ReqBody>> for RejectionResponse<S, M>
 where
-    S: Service<Req, Response = Response<B>>,
+    S: Service<http::Request<ReqBody>, Response = Response<B>>,
     S::Error: Into<BoxError>,
-    B: From<Bytes>,
+    B: ResponseBody,
     M: RejectionBody,
 {
     type Response = Response<B>;
@@ -691,10 +863,13 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Req) -> Self::Future {
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let grpc = grpc::is_grpc(req.headers());
         match self.ready_error.take() {
-            Some(err) => future::ResponseFuture::answered(error_response(err, &self.mapping)),
-            None => future::ResponseFuture::called(self.inner.call(req), self.mapping.clone()),
+            Some(err) => future::ResponseFuture::answered(error_response(err, &self.mapping, grpc)),
+            None => {
+                future::ResponseFuture::called(self.inner.call(req), self.mapping.clone(), grpc)
+            }
         }
     }
 }
@@ -717,15 +892,19 @@ pub mod future {
     pin_project_lite::pin_project! {
         #[project = KindProj]
         enum Kind<F, B, M> {
-            Called { #[pin] future: F, mapping: Mapping<M> },
+            Called { #[pin] future: F, mapping: Mapping<M>, grpc: bool },
             Answered { response: Option<Response<B>> },
         }
     }
 
     impl<F, B, M> ResponseFuture<F, B, M> {
-        pub(super) fn called(future: F, mapping: Mapping<M>) -> Self {
+        pub(super) fn called(future: F, mapping: Mapping<M>, grpc: bool) -> Self {
             Self {
-                kind: Kind::Called { future, mapping },
+                kind: Kind::Called {
+                    future,
+                    mapping,
+                    grpc,
+                },
             }
         }
 
@@ -754,19 +933,21 @@ pub mod future {
     where
         F: Future<Output = Result<Response<B>, E>>,
         E: Into<BoxError>,
-        B: From<Bytes>,
+        B: ResponseBody,
         M: RejectionBody,
     {
         type Output = Result<Response<B>, Infallible>;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             match self.project().kind.project() {
-                KindProj::Called { future, mapping } => {
-                    Poll::Ready(Ok(match ready!(future.poll(cx)) {
-                        Ok(response) => response,
-                        Err(err) => error_response(err.into(), mapping),
-                    }))
-                }
+                KindProj::Called {
+                    future,
+                    mapping,
+                    grpc,
+                } => Poll::Ready(Ok(match ready!(future.poll(cx)) {
+                    Ok(response) => response,
+                    Err(err) => error_response(err.into(), mapping, *grpc),
+                })),
                 KindProj::Answered { response } => Poll::Ready(Ok(response
                     .take()
                     .expect("ResponseFuture polled after completion"))),

@@ -30,6 +30,7 @@
 //! | `request-id` | yes | [`request_id`] |
 //! | `http` | yes | [`http`]: the rejection → response mapping and [`http::RejectionResponseLayer`] |
 //! | `axum` | yes | `PeerIp` reading axum's `ConnectInfo`; `IntoResponse` for [`Rejection`]; the `Deadline` and `RequestId` extractors |
+//! | `grpc` | no | tonic integration: `tonic::Status` for every [`Rejection`], tonic's body in rejection responses, gRPC code overrides (the gRPC refusals themselves need only `http`: see [`grpc`]) |
 //! | `quanta` | no | `clock::QuantaClock`, time from the CPU's counter |
 //! | `metrics` | no | [`metrics`]: every layer's series through the `metrics` facade |
 //! | `full` | no | all of the above |
@@ -78,6 +79,9 @@ mod untrusted;
 pub mod builder;
 pub mod clock;
 pub mod error;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

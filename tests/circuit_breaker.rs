@@ -456,3 +456,109 @@ async fn an_axum_router_answers_503_with_retry_after_once_the_upstream_fails() {
     assert_eq!(handle.state(), CircuitState::Open);
     assert_eq!(handle.metrics().rejected(), 1);
 }
+
+/// A gRPC answer as a server streams it: headers, one message, then `grpc-status` in the
+/// trailers (`None`: the body ends without trailers).
+type Frames = futures_util::stream::Iter<
+    std::vec::IntoIter<Result<http_body::Frame<bytes::Bytes>, Infallible>>,
+>;
+
+fn grpc_answer(status: Option<&'static str>) -> Response<http_body_util::StreamBody<Frames>> {
+    let mut frames = vec![Ok(http_body::Frame::data(bytes::Bytes::from_static(
+        b"\0\0\0\0\0",
+    )))];
+    if let Some(status) = status {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static(status));
+        frames.push(Ok(http_body::Frame::trailers(trailers)));
+    }
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn grpc_statuses_in_trailers_are_counted_when_the_body_ends() {
+    use http_body_util::BodyExt;
+
+    let layer = CircuitBreakerLayer::builder()
+        .failure_threshold(2)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let answers = Arc::new(std::sync::Mutex::new(vec![
+        Some("0"),
+        Some("14"),
+        None,
+        Some("14"),
+    ]));
+    let svc = layer.layer(service_fn(move |_: Request<()>| {
+        let status = answers.lock().unwrap().remove(0);
+        std::future::ready(Ok::<_, Infallible>(grpc_answer(status)))
+    }));
+
+    // OK in the trailers: counted as a success once the body has been read, not before.
+    let response = svc.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(
+        handle.metrics().calls(),
+        0,
+        "nothing is known before the trailers"
+    );
+    response.into_body().collect().await.unwrap();
+    assert_eq!(handle.metrics().successes(), 1);
+
+    // UNAVAILABLE in the trailers is a failure.
+    let response = svc.clone().oneshot(Request::new(())).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    assert_eq!(handle.metrics().failures(), 1);
+
+    // A body that ends without any status is a failure too: the breaker opens.
+    let response = svc.clone().oneshot(Request::new(())).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    assert_eq!(handle.metrics().failures(), 2);
+    assert_eq!(handle.state(), CircuitState::Open);
+}
+
+#[tokio::test]
+async fn a_grpc_body_dropped_before_its_trailers_is_neutral() {
+    let layer = CircuitBreakerLayer::builder()
+        .failure_threshold(1)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(service_fn(|_: Request<()>| {
+        std::future::ready(Ok::<_, Infallible>(grpc_answer(Some("14"))))
+    }));
+    let response = svc.oneshot(Request::new(())).await.unwrap();
+    drop(response);
+    assert_eq!(handle.metrics().calls(), 0);
+    assert_eq!(handle.state(), CircuitState::Closed);
+}
+
+#[tokio::test]
+async fn trailers_only_grpc_answers_are_counted_at_once() {
+    let layer = CircuitBreakerLayer::builder()
+        .failure_threshold(1)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(service_fn(|_: Request<()>| {
+        let response = Response::builder()
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .header("grpc-status", "4")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        std::future::ready(Ok::<_, Infallible>(response))
+    }));
+    let response = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(
+        handle.metrics().failures(),
+        1,
+        "DEADLINE_EXCEEDED fails before the body is read"
+    );
+    assert_eq!(handle.state(), CircuitState::Open);
+    drop(response);
+}

@@ -35,9 +35,9 @@ fn request(with_id: bool) -> Request<Body> {
     req
 }
 
-fn run<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S, with_id: bool)
+fn run<S, B>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S, with_id: bool)
 where
-    S: Service<Request<Body>, Response = Response<Body>>,
+    S: Service<Request<Body>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     group.bench_function(name, |b| {

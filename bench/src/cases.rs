@@ -13,7 +13,7 @@ use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::GlobalKeyExtractor;
 use tower_rampart::ServiceBuilderExt;
-use tower_rampart::circuit_breaker::CircuitBreakerLayer;
+use tower_rampart::circuit_breaker::{CircuitBreakerLayer, ClassifiedBody};
 use tower_rampart::rate_limit::RateLimitLayer;
 use tower_rampart::request_id::SetRequestIdLayer;
 use tower_rampart::timeout::TimeoutLayer;
@@ -42,7 +42,7 @@ pub fn handler<B>()
 /// The whole rampart server stack over [`handler`]: request id, rejection mapping, timeout,
 /// rate limit, circuit breaker.
 pub fn rampart_stack<B: Send + 'static>()
--> impl Service<Request<B>, Response = Response<Body>, Error = Infallible> {
+-> impl Service<Request<B>, Response = Response<ClassifiedBody<Body>>, Error = Infallible> {
     ServiceBuilder::new()
         .layer(SetRequestIdLayer::new())
         .rejection_response()

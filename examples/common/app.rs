@@ -234,7 +234,7 @@ fn flaky(
                     Ok(response) if response.status().is_server_error() => {
                         (StatusCode::BAD_GATEWAY, "the upstream failed\n").into_response()
                     }
-                    Ok(response) => response,
+                    Ok(response) => response.into_response(),
                     Err(err) => match Rejection::find(err.as_ref()) {
                         Some(rejection) => rejection.clone().into_response(),
                         None => (StatusCode::BAD_GATEWAY, "the upstream failed\n").into_response(),

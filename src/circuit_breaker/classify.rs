@@ -2,6 +2,9 @@
 
 use crate::{BoxError, Rejection};
 
+use super::body::ClassifiedBody;
+use super::future::Pending;
+
 /// What one call's result counts as.
 ///
 /// ```
@@ -28,6 +31,10 @@ pub enum Outcome {
 /// Classifiers are cloned into every call's future: keep them small (a closure that captures
 /// nothing, or `Copy` data).
 ///
+/// A classifier may also decide later, when the response is only known once its body has
+/// ended (a gRPC status in trailers): [`classify`](Self::classify) returns `None` and
+/// [`respond`](Self::respond) hands the [`Pending`] call to the response it returns.
+///
 /// ```
 /// use tower_rampart::circuit_breaker::{CircuitBreakerLayer, Outcome};
 /// use tower_rampart::BoxError;
@@ -43,28 +50,61 @@ pub enum Outcome {
 /// # Ok::<(), tower_rampart::ConfigError>(())
 /// ```
 pub trait Classify<T>: Clone + Send + Sync + 'static {
-    /// The outcome of one call.
-    fn classify(&self, result: &Result<T, BoxError>) -> Outcome;
+    /// What the breaker's callers get in place of `T`: `T` itself for classifiers that
+    /// always decide at once.
+    type Response;
+
+    /// The outcome of one call, or `None` when only the end of the response can tell.
+    fn classify(&self, result: &Result<T, BoxError>) -> Option<Outcome>;
+
+    /// The result handed to the caller. `later` is `Some` exactly when
+    /// [`classify`](Self::classify) returned `None`: finish it when the outcome is known
+    /// ([`Pending::finish`]); dropped unfinished, the call counts as neutral.
+    fn respond(
+        &self,
+        result: Result<T, BoxError>,
+        later: Option<Pending>,
+    ) -> Result<Self::Response, BoxError>;
 }
 
 impl<F, T> Classify<T> for F
 where
     F: Fn(&Result<T, BoxError>) -> Outcome + Clone + Send + Sync + 'static,
 {
-    fn classify(&self, result: &Result<T, BoxError>) -> Outcome {
-        self(result)
+    type Response = T;
+
+    #[inline]
+    fn classify(&self, result: &Result<T, BoxError>) -> Option<Outcome> {
+        Some(self(result))
+    }
+
+    #[inline]
+    fn respond(&self, result: Result<T, BoxError>, _: Option<Pending>) -> Result<T, BoxError> {
+        result
     }
 }
 
-/// The default classifier, for `http::Response`s.
+/// The default classifier, for `http::Response`s, HTTP and gRPC alike.
 ///
 /// | result | outcome |
 /// |---|---|
 /// | 5xx response | failure |
 /// | 429 response | ignore (configurable with [`too_many_requests`](Self::too_many_requests)) |
 /// | any other response (2xx, 3xx, 4xx) | success: the dependency is up, the request was wrong |
+/// | gRPC answer `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNKNOWN` | failure |
+/// | gRPC answer `RESOURCE_EXHAUSTED` | failure (configurable with [`resource_exhausted`](Self::resource_exhausted)) |
+/// | gRPC answer `CANCELLED` | ignore |
+/// | any other gRPC answer (`OK`, `NOT_FOUND`, `INVALID_ARGUMENT`, ...) | success |
+/// | gRPC body that fails or ends without a `grpc-status` | failure |
 /// | error that is a [`RateLimited`](Rejection::RateLimited) or [`CircuitOpen`](Rejection::CircuitOpen) rejection (from a layer inside this one) | ignore |
 /// | any other error (transport, timeout) | failure |
+///
+/// A gRPC answer (HTTP 200 with `content-type: application/grpc*`) carries its status in the
+/// response headers when it is Trailers-Only (every refusal, most errors) and in the
+/// trailers otherwise. The classifier reads the headers; when the status is not there, the
+/// response body is wrapped in a [`ClassifiedBody`] that reads the trailers as they pass,
+/// without buffering and without allocating, and the call counts when the body ends. A
+/// body dropped before its end (the client went away) is neutral.
 ///
 /// ```
 /// use tower_rampart::circuit_breaker::{Classify, HttpClassifier, Outcome};
@@ -74,15 +114,30 @@ where
 ///     let response = http::Response::builder().status(status).body(()).unwrap();
 ///     classify.classify(&Ok(response))
 /// };
-/// assert_eq!(answer(200), Outcome::Success);
-/// assert_eq!(answer(404), Outcome::Success);
-/// assert_eq!(answer(429), Outcome::Ignore);
-/// assert_eq!(answer(503), Outcome::Failure);
-/// assert_eq!(classify.classify(&Err::<http::Response<()>, _>("connection reset".into())), Outcome::Failure);
+/// assert_eq!(answer(200), Some(Outcome::Success));
+/// assert_eq!(answer(404), Some(Outcome::Success));
+/// assert_eq!(answer(429), Some(Outcome::Ignore));
+/// assert_eq!(answer(503), Some(Outcome::Failure));
+/// assert_eq!(classify.classify(&Err::<http::Response<()>, _>("connection reset".into())), Some(Outcome::Failure));
+/// let grpc = |status: &str| {
+///     let answer = http::Response::builder()
+///         .header("content-type", "application/grpc")
+///         .header("grpc-status", status)
+///         .body(())
+///         .unwrap();
+///     classify.classify(&Ok(answer))
+/// };
+/// assert_eq!(grpc("14"), Some(Outcome::Failure));
+/// assert_eq!(grpc("1"), Some(Outcome::Ignore));
+/// assert_eq!(grpc("5"), Some(Outcome::Success));
+/// // No status in the headers: decided from the trailers when the body ends.
+/// let streamed = http::Response::builder().header("content-type", "application/grpc").body(()).unwrap();
+/// assert_eq!(classify.classify(&Ok(streamed)), None);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpClassifier {
     too_many_requests: Outcome,
+    resource_exhausted: Outcome,
 }
 
 impl HttpClassifier {
@@ -95,6 +150,7 @@ impl HttpClassifier {
     pub const fn new() -> Self {
         Self {
             too_many_requests: Outcome::Ignore,
+            resource_exhausted: Outcome::Failure,
         }
     }
 
@@ -106,11 +162,46 @@ impl HttpClassifier {
     ///
     /// let classify = HttpClassifier::new().too_many_requests(Outcome::Failure);
     /// let response = http::Response::builder().status(429).body(()).unwrap();
-    /// assert_eq!(classify.classify(&Ok(response)), Outcome::Failure);
+    /// assert_eq!(classify.classify(&Ok(response)), Some(Outcome::Failure));
     /// ```
     pub const fn too_many_requests(self, outcome: Outcome) -> Self {
         Self {
             too_many_requests: outcome,
+            ..self
+        }
+    }
+
+    /// What a gRPC `RESOURCE_EXHAUSTED` answer counts as. Default: [`Outcome::Failure`];
+    /// choose [`Outcome::Ignore`] when the dependency's own rate limit should not open the
+    /// breaker.
+    ///
+    /// ```
+    /// use tower_rampart::circuit_breaker::{Classify, HttpClassifier, Outcome};
+    ///
+    /// let classify = HttpClassifier::new().resource_exhausted(Outcome::Ignore);
+    /// let answer = http::Response::builder()
+    ///     .header("content-type", "application/grpc")
+    ///     .header("grpc-status", "8")
+    ///     .body(())
+    ///     .unwrap();
+    /// assert_eq!(classify.classify(&Ok(answer)), Some(Outcome::Ignore));
+    /// ```
+    pub const fn resource_exhausted(self, outcome: Outcome) -> Self {
+        Self {
+            resource_exhausted: outcome,
+            ..self
+        }
+    }
+
+    /// The outcome of a gRPC status code.
+    pub(crate) fn grpc_outcome(&self, code: Option<u8>) -> Outcome {
+        use crate::grpc::code;
+        match code {
+            Some(code::CANCELLED) => Outcome::Ignore,
+            Some(code::RESOURCE_EXHAUSTED) => self.resource_exhausted,
+            Some(code::UNKNOWN | code::DEADLINE_EXCEEDED | code::INTERNAL | code::UNAVAILABLE)
+            | None => Outcome::Failure,
+            Some(_) => Outcome::Success,
         }
     }
 }
@@ -122,15 +213,38 @@ impl Default for HttpClassifier {
 }
 
 impl<B> Classify<http::Response<B>> for HttpClassifier {
-    fn classify(&self, result: &Result<http::Response<B>, BoxError>) -> Outcome {
-        match result {
-            Ok(response) if response.status().is_server_error() => Outcome::Failure,
-            Ok(response) if response.status() == http::StatusCode::TOO_MANY_REQUESTS => {
-                self.too_many_requests
-            }
-            Ok(_) => Outcome::Success,
-            Err(error) => error_outcome(error),
+    type Response = http::Response<ClassifiedBody<B>>;
+
+    fn classify(&self, result: &Result<http::Response<B>, BoxError>) -> Option<Outcome> {
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => return Some(error_outcome(error)),
+        };
+        let status = response.status();
+        if status == http::StatusCode::OK && crate::grpc::is_grpc(response.headers()) {
+            // A gRPC answer: Trailers-Only carries its status here, any other in trailers.
+            let headers = response.headers();
+            return headers
+                .contains_key(crate::grpc::GRPC_STATUS)
+                .then(|| self.grpc_outcome(crate::grpc::status_code(headers)));
         }
+        Some(if status.is_server_error() {
+            Outcome::Failure
+        } else if status == http::StatusCode::TOO_MANY_REQUESTS {
+            self.too_many_requests
+        } else {
+            Outcome::Success
+        })
+    }
+
+    fn respond(
+        &self,
+        result: Result<http::Response<B>, BoxError>,
+        later: Option<Pending>,
+    ) -> Result<Self::Response, BoxError> {
+        result.map(|response| {
+            response.map(|body| ClassifiedBody::new(body, later.map(|call| (call, *self))))
+        })
     }
 }
 
@@ -142,20 +256,28 @@ impl<B> Classify<http::Response<B>> for HttpClassifier {
 /// use tower_rampart::{BoxError, Rejection, error::CircuitOpen};
 /// use std::time::Duration;
 ///
-/// assert_eq!(ErrorsFail.classify(&Ok::<_, BoxError>(7)), Outcome::Success);
-/// assert_eq!(ErrorsFail.classify(&Err::<u8, BoxError>("down".into())), Outcome::Failure);
+/// assert_eq!(ErrorsFail.classify(&Ok::<_, BoxError>(7)), Some(Outcome::Success));
+/// assert_eq!(ErrorsFail.classify(&Err::<u8, BoxError>("down".into())), Some(Outcome::Failure));
 /// let inner: BoxError = Rejection::from(CircuitOpen::new(Duration::from_secs(1))).into();
-/// assert_eq!(ErrorsFail.classify(&Err::<u8, _>(inner)), Outcome::Ignore);
+/// assert_eq!(ErrorsFail.classify(&Err::<u8, _>(inner)), Some(Outcome::Ignore));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ErrorsFail;
 
 impl<T> Classify<T> for ErrorsFail {
-    fn classify(&self, result: &Result<T, BoxError>) -> Outcome {
-        match result {
+    type Response = T;
+
+    #[inline]
+    fn classify(&self, result: &Result<T, BoxError>) -> Option<Outcome> {
+        Some(match result {
             Ok(_) => Outcome::Success,
             Err(error) => error_outcome(error),
-        }
+        })
+    }
+
+    #[inline]
+    fn respond(&self, result: Result<T, BoxError>, _: Option<Pending>) -> Result<T, BoxError> {
+        result
     }
 }
 

@@ -41,6 +41,88 @@ impl<C: Clock> Guard<C> {
     }
 }
 
+impl<C: Clock> Guard<C> {
+    /// Hands the claim over to a [`Pending`] call, for an outcome known later.
+    #[inline]
+    fn defer(&mut self) -> Option<Pending> {
+        let lane = self.lane.take()?;
+        Some(Pending {
+            call: Some((erase(lane), self.ticket)),
+        })
+    }
+}
+
+/// What a deferred call needs of its lane, without the lane's clock type.
+trait Finish: Send + Sync {
+    fn record(&self, ticket: Ticket, outcome: Outcome);
+    fn release(&self, ticket: Ticket);
+}
+
+impl<C: Clock> Finish for Lane<C> {
+    fn record(&self, ticket: Ticket, outcome: Outcome) {
+        self.core.record(self.index, ticket, outcome, || self.now());
+    }
+
+    fn release(&self, ticket: Ticket) {
+        self.core.release(ticket);
+    }
+}
+
+/// A lane behind its trait: the same allocation, only the pointer changes type.
+#[cfg(not(all(test, tower_rampart_loom)))]
+fn erase<C: Clock>(lane: Arc<Lane<C>>) -> std::sync::Arc<dyn Finish> {
+    lane
+}
+
+/// loom's `Arc` cannot be unsized: under loom only, the lane is wrapped once more.
+#[cfg(all(test, tower_rampart_loom))]
+fn erase<C: Clock>(lane: Arc<Lane<C>>) -> std::sync::Arc<dyn Finish> {
+    struct Held<C>(Arc<Lane<C>>);
+    impl<C: Clock> Finish for Held<C> {
+        fn record(&self, ticket: Ticket, outcome: Outcome) {
+            self.0.record(ticket, outcome);
+        }
+        fn release(&self, ticket: Ticket) {
+            self.0.release(ticket);
+        }
+    }
+    std::sync::Arc::new(Held(lane))
+}
+
+/// A call whose outcome is known only later, such as a gRPC call whose status arrives in
+/// the trailers: [`finish`](Self::finish) it then. Dropped unfinished, the call is neutral
+/// (as if cancelled): nothing is counted and a half-open probe slot is given back.
+///
+/// Handed to [`Classify::respond`] when [`Classify::classify`] returned `None`.
+pub struct Pending {
+    call: Option<(std::sync::Arc<dyn Finish>, Ticket)>,
+}
+
+impl Pending {
+    /// Counts the call as `outcome`.
+    pub fn finish(mut self, outcome: Outcome) {
+        if let Some((lane, ticket)) = self.call.take() {
+            lane.record(ticket, outcome);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some((lane, ticket)) = self.call.take() {
+            lane.release(ticket);
+        }
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("finished", &self.call.is_none())
+            .finish()
+    }
+}
+
 impl<C> Drop for Guard<C> {
     #[inline]
     fn drop(&mut self) {
@@ -54,7 +136,7 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F, G, Cl, C> {
         Called { #[pin] future: F, guard: Guard<C>, classifier: Cl },
-        Fallback { #[pin] future: G },
+        Fallback { #[pin] future: G, classifier: Cl },
     }
 }
 
@@ -78,9 +160,9 @@ impl<F, G, Cl, C> ResponseFuture<F, G, Cl, C> {
         }
     }
 
-    pub(crate) fn fallback(future: G) -> Self {
+    pub(crate) fn fallback(future: G, classifier: Cl) -> Self {
         Self {
-            kind: Kind::Fallback { future },
+            kind: Kind::Fallback { future, classifier },
         }
     }
 }
@@ -105,7 +187,7 @@ where
     Cl: Classify<T>,
     C: Clock,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<Cl::Response, BoxError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -116,10 +198,19 @@ where
                 classifier,
             } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
-                guard.finish(classifier.classify(&result));
-                Poll::Ready(result)
+                let later = match classifier.classify(&result) {
+                    Some(outcome) => {
+                        guard.finish(outcome);
+                        None
+                    }
+                    None => guard.defer(),
+                };
+                Poll::Ready(classifier.respond(result, later))
             }
-            KindProj::Fallback { future } => future.poll(cx),
+            // The fallback's answer takes the same shape, with nothing left to count.
+            KindProj::Fallback { future, classifier } => {
+                Poll::Ready(classifier.respond(ready!(future.poll(cx)), None))
+            }
         }
     }
 }

@@ -130,6 +130,7 @@
 //! - Resilience4j's `automaticTransitionFromOpenToHalfOpen` uses a timer thread; here the
 //!   transition is made by the next call.
 
+mod body;
 mod breaker;
 mod classify;
 mod config;
@@ -145,11 +146,13 @@ pub mod future;
 
 pub use crate::key::KeyFn;
 pub use crate::key::UpstreamHost;
+pub use body::ClassifiedBody;
 pub use breaker::{PerKey, Select, Single};
 pub use classify::{Classify, ErrorsFail, HttpClassifier, Outcome};
 pub use config::CircuitBreakerBuilder;
 pub use events::Transition;
 pub use fallback::{Fallback, FallbackFn, FallbackService, Oneshot, Reject};
+pub use future::Pending;
 pub use layer::{CircuitBreakerHandle, CircuitBreakerLayer, PerKeyCircuitBreakerLayer};
 pub use service::CircuitBreaker;
 pub use state::{CircuitState, Counts};

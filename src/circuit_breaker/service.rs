@@ -95,7 +95,7 @@ where
     Cl: Classify<S::Response>,
     F: Fallback<Req, S::Response>,
 {
-    type Response = S::Response;
+    type Response = Cl::Response;
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, F::Future, Cl, <K as private::Select<Req>>::Clock>;
 
@@ -125,7 +125,9 @@ where
             Ok(guard) => {
                 ResponseFuture::called(self.inner.call(req), guard, self.classifier.clone())
             }
-            Err(open) => ResponseFuture::fallback(self.fallback.fallback(req, open)),
+            Err(open) => {
+                ResponseFuture::fallback(self.fallback.fallback(req, open), self.classifier.clone())
+            }
         }
     }
 }

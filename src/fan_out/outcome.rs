@@ -293,7 +293,6 @@ impl<T: fmt::Debug> fmt::Debug for Answers<T> {
 
 #[cfg(feature = "http")]
 mod http_helpers {
-    use bytes::Bytes;
     use http::{HeaderName, HeaderValue, Response, header};
 
     use super::Answers;
@@ -357,13 +356,16 @@ mod http_helpers {
         /// assert_eq!(response.body(), r#"{"id":7,"degraded":["reviews"]}"#);
         /// # }
         /// ```
-        pub fn json_response<B: From<Bytes>>(&self, fields: &[(&str, &str)]) -> Response<B> {
+        pub fn json_response<B: crate::http::ResponseBody>(
+            &self,
+            fields: &[(&str, &str)],
+        ) -> Response<B> {
             let mut json = JsonObject::with_capacity(64);
             for (name, value) in fields {
                 json.raw(name, value);
             }
             json.strs("degraded", self.degraded().map(|report| report.name()));
-            let mut response = Response::new(B::from(json.finish()));
+            let mut response = Response::new(B::from_bytes(json.finish()));
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
