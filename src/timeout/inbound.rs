@@ -33,6 +33,20 @@ pub(crate) fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
     })
 }
 
+/// How much sooner than a caller's `grpc-timeout` the deadline falls.
+///
+/// A gRPC server enforces the same header itself (tonic cancels the call with `CANCELLED`
+/// "Timeout expired"), from a clock read a little before this layer's. One millisecond
+/// earlier, this layer's `DEADLINE_EXCEEDED` is the answer the caller gets, with the
+/// request id and metrics that go with it, whenever less than a millisecond passes between
+/// the server reading the header and this layer being called.
+pub(crate) const GRPC_MARGIN: Duration = Duration::from_millis(1);
+
+/// A `grpc-timeout` value as a budget: [`GRPC_MARGIN`] shorter than the caller sent.
+fn parse_grpc_budget(value: &[u8]) -> Option<Duration> {
+    parse_grpc_timeout(value).map(|timeout| timeout.saturating_sub(GRPC_MARGIN))
+}
+
 /// Parses a plain milliseconds value: 1 to 10 ASCII digits, nothing else.
 pub(crate) fn parse_millis(value: &[u8]) -> Option<Duration> {
     parse_digits(value, MAX_MILLIS_DIGITS).map(Duration::from_millis)
@@ -107,14 +121,14 @@ pub(crate) fn inbound_budget(
                 plain_value = Some(value);
             }
         }
-        let grpc = grpc_value.and_then(|v| parsed(&GRPC_TIMEOUT, v, parse_grpc_timeout));
+        let grpc = grpc_value.and_then(|v| parsed(&GRPC_TIMEOUT, v, parse_grpc_budget));
         let plain = budget_header
             .zip(plain_value)
             .and_then(|(name, v)| parsed(name, v, parse_millis));
         return earliest(grpc, plain);
     }
     let grpc = if grpc {
-        read(headers, &GRPC_TIMEOUT, parse_grpc_timeout)
+        read(headers, &GRPC_TIMEOUT, parse_grpc_budget)
     } else {
         None
     };
@@ -217,8 +231,8 @@ mod tests {
             let grpc_only = inbound_budget(&headers, true, None);
             assert_eq!(
                 grpc_only,
-                Some(Duration::from_millis(300)),
-                "{filler} fillers"
+                Some(Duration::from_millis(299)),
+                "{filler} fillers: a gRPC budget ends 1 ms early"
             );
             let plain_only = inbound_budget(&headers, false, Some(&DEFAULT_BUDGET_HEADER));
             assert_eq!(
