@@ -7,6 +7,8 @@
 
 #[path = "common/app.rs"]
 mod app;
+#[path = "common/shutdown.rs"]
+mod shutdown;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener,
         app.router,
         async move {
-            shutdown_signal().await;
+            shutdown::shutdown_signal().await;
             let _ = signalled_tx.send(());
         },
         limits,
@@ -74,26 +76,4 @@ fn limits_for_this_process() -> app::Limits {
         max_connections: cap.clamp(16, 60_000),
         ..app::Limits::default()
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown signal received, draining");
 }

@@ -104,6 +104,7 @@ pub enum RejectionKind {
     PartFailed,
 }
 
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 impl RejectionKind {
     /// Every kind, in declaration order.
     pub(crate) const ALL: [Self; 4] = [

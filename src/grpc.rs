@@ -55,13 +55,16 @@ pub(crate) const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("appli
 
 /// gRPC status codes this crate answers or reads, by number.
 pub(crate) mod code {
+    #[cfg(feature = "circuit-breaker")]
     pub(crate) const CANCELLED: u8 = 1;
+    #[cfg(any(feature = "circuit-breaker", feature = "grpc"))]
     pub(crate) const UNKNOWN: u8 = 2;
     pub(crate) const DEADLINE_EXCEEDED: u8 = 4;
     pub(crate) const RESOURCE_EXHAUSTED: u8 = 8;
     pub(crate) const INTERNAL: u8 = 13;
     pub(crate) const UNAVAILABLE: u8 = 14;
     /// The largest code gRPC defines (`UNAUTHENTICATED`).
+    #[cfg(feature = "circuit-breaker")]
     pub(crate) const MAX: u8 = 16;
 }
 
@@ -127,6 +130,7 @@ pub fn retry_pushback(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The `grpc-status` in `headers`, if it is a number gRPC defines.
+#[cfg(feature = "circuit-breaker")]
 pub(crate) fn status_code(headers: &HeaderMap) -> Option<u8> {
     match headers.get(GRPC_STATUS)?.as_bytes() {
         [d @ b'0'..=b'9'] => Some(d - b'0'),
@@ -333,6 +337,7 @@ mod tests {
         assert_eq!(pushback_millis(Duration::from_micros(20_001)), 21);
     }
 
+    #[cfg(feature = "circuit-breaker")]
     #[test]
     fn status_codes_are_read_strictly() {
         let with = |value: &'static str| {

@@ -437,7 +437,7 @@ impl RejectionBody for JsonBody {
 /// A response body type that rejection responses can be written into: JSON bytes for an
 /// HTTP refusal, nothing for a gRPC one.
 ///
-/// Implemented for axum's body (feature `axum`), tonic's body (feature `grpc`),
+/// Implemented for axum's body, tonic's body (feature `grpc`),
 /// `http_body_util::Full<Bytes>`, `UnsyncBoxBody<Bytes, E>`, `BoxBody<Bytes, E>`, `Bytes`
 /// and `Vec<u8>`; implement it for a body type of your own.
 ///
@@ -497,8 +497,6 @@ impl<E: 'static> ResponseBody for http_body_util::combinators::BoxBody<Bytes, E>
     }
 }
 
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl ResponseBody for axum_core::body::Body {
     fn from_bytes(bytes: Bytes) -> Self {
         bytes.into()

@@ -17,7 +17,9 @@ const DEFAULT_V6_PREFIX: u8 = 64;
 /// Read from the request extensions: axum's `ConnectInfo<SocketAddr>` (needs this crate's
 /// `axum` feature, on by default, **and** serving with
 /// `into_make_service_with_connect_info::<SocketAddr>()`; plain `axum::serve(listener, app)`
-/// provides no peer address), or a plain `SocketAddr` extension inserted by a hyper server.
+/// provides no peer address), tonic's `TcpConnectInfo` (feature `grpc`: every
+/// `tonic::transport::Server` inserts it), or a plain `SocketAddr` extension inserted by a
+/// hyper server.
 /// A request without either has no key: the layer logs an ERROR once and counts
 /// `rampart_rate_limit_missing_key_total`, and [`MissingKey`](crate::rate_limit::MissingKey)
 /// decides what happens to it.
@@ -53,6 +55,13 @@ fn peer_addr<B>(req: &Request<B>) -> Option<IpAddr> {
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
     {
         return Some(info.0.ip());
+    }
+    #[cfg(feature = "grpc")]
+    if let Some(info) = req
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+    {
+        return info.remote_addr().map(|addr| addr.ip());
     }
     req.extensions().get::<SocketAddr>().map(SocketAddr::ip)
 }

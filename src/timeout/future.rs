@@ -119,6 +119,16 @@ where
         let this = self.project();
         match this.kind.project() {
             KindProj::Running { inner, mut timer } => {
+                // A deadline that has fired wins over an inner future that would end now
+                // for the same reason: a tonic `Channel` inside a client stack holds the
+                // call to the `grpc-timeout` sent, fires in the same timer tick and would
+                // answer `CANCELLED` where this layer answers `DEADLINE_EXCEEDED`.
+                if let TimerProj::Armed { sleep } = timer.as_mut().project() {
+                    if sleep.is_elapsed() {
+                        crate::metrics::timeout_expired(this.side.as_str());
+                        return Poll::Ready(Err(timed_out(*this.budget)));
+                    }
+                }
                 if let Poll::Ready(result) = inner.poll(cx) {
                     return Poll::Ready(result.map_err(Into::into));
                 }
