@@ -1,7 +1,7 @@
 //! gRPC: refusals a gRPC client understands, and what a gRPC answer says about its server.
 //!
-//! A request whose `content-type` is `application/grpc` (or `application/grpc+proto`, ...)
-//! is refused the gRPC way by [`RejectionResponseLayer`](crate::http::RejectionResponseLayer):
+//! An HTTP/2 request whose `content-type` is `application/grpc` (or `application/grpc+proto`,
+//! ...) is refused the gRPC way by [`RejectionResponseLayer`](crate::http::RejectionResponseLayer):
 //! HTTP 200, `content-type: application/grpc`, `grpc-status` and a percent-encoded
 //! `grpc-message`, all in one Trailers-Only response with an empty body. Every other request
 //! keeps its HTTP answer. Nothing to configure: the same layer serves axum routes, tonic
@@ -73,8 +73,15 @@ pub(crate) mod code {
 #[inline]
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     const PREFIX: &[u8] = b"application/grpc";
-    headers
-        .get(http::header::CONTENT_TYPE)
+    let content_type = if headers.keys_len() <= 8 {
+        headers
+            .iter()
+            .find(|(name, _)| *name == http::header::CONTENT_TYPE)
+            .map(|(_, value)| value)
+    } else {
+        headers.get(http::header::CONTENT_TYPE)
+    };
+    content_type
         .map(HeaderValue::as_bytes)
         .and_then(|value| value.strip_prefix(PREFIX))
         .is_some_and(|rest| matches!(rest.first(), None | Some(b'+' | b';')))
@@ -132,7 +139,28 @@ pub fn retry_pushback(headers: &HeaderMap) -> Option<Duration> {
 /// The `grpc-status` in `headers`, if it is a number gRPC defines.
 #[cfg(feature = "circuit-breaker")]
 pub(crate) fn status_code(headers: &HeaderMap) -> Option<u8> {
-    match headers.get(GRPC_STATUS)?.as_bytes() {
+    parse_status(status_value(headers)?)
+}
+
+/// The `grpc-status` value in `headers`. The few names of a gRPC answer's headers or
+/// trailers are compared in one pass: hashing a custom name costs more than comparing it.
+#[cfg(feature = "circuit-breaker")]
+#[inline]
+pub(crate) fn status_value(headers: &HeaderMap) -> Option<&HeaderValue> {
+    const SCAN_UP_TO: usize = 8;
+    if headers.keys_len() > SCAN_UP_TO {
+        return headers.get(GRPC_STATUS);
+    }
+    headers
+        .iter()
+        .find(|(name, _)| name.as_str().len() == 11 && *name == GRPC_STATUS)
+        .map(|(_, value)| value)
+}
+
+/// A `grpc-status` value, if it is a number gRPC defines.
+#[cfg(feature = "circuit-breaker")]
+pub(crate) fn parse_status(value: &HeaderValue) -> Option<u8> {
+    match value.as_bytes() {
         [d @ b'0'..=b'9'] => Some(d - b'0'),
         [b'1', d @ b'0'..=b'9'] if d - b'0' + 10 <= code::MAX => Some(d - b'0' + 10),
         _ => None,

@@ -12,7 +12,7 @@
 //! | [`PartFailed`](Rejection::PartFailed) | 502 | | `{"error":"part_failed","part":"core"}` |
 //! | any other error | 500 | | `{"error":"internal"}` (the error is logged once at ERROR, never sent) |
 //!
-//! Requests whose `content-type` is `application/grpc*` are refused the gRPC way instead: HTTP
+//! HTTP/2 requests whose `content-type` is `application/grpc*` are refused the gRPC way instead: HTTP
 //! 200 with `grpc-status` in one Trailers-Only response (see [`crate::grpc`] for the codes).
 //!
 //! `Retry-After` is in whole seconds, rounded **up**, and at least 1 (see
@@ -768,7 +768,11 @@ impl<M: RejectionBody> RejectionResponseLayer<M> {
     /// let svc = ServiceBuilder::new()
     ///     .layer(RejectionResponseLayer::new().grpc_code(RejectionKind::RateLimited, tonic::Code::Unavailable))
     ///     .service(refuse);
-    /// let request = Request::builder().header("content-type", "application/grpc").body(()).unwrap();
+    /// let request = Request::builder()
+    ///     .version(http::Version::HTTP_2)
+    ///     .header("content-type", "application/grpc")
+    ///     .body(())
+    ///     .unwrap();
     /// assert_eq!(svc.oneshot(request).await.unwrap().headers()["grpc-status"], "14");
     /// # }
     /// ```
@@ -862,7 +866,8 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let grpc = grpc::is_grpc(req.headers());
+        // gRPC runs over HTTP/2 only: an HTTP/1 request costs one comparison.
+        let grpc = req.version() == http::Version::HTTP_2 && grpc::is_grpc(req.headers());
         match self.ready_error.take() {
             Some(err) => future::ResponseFuture::answered(error_response(err, &self.mapping, grpc)),
             None => {

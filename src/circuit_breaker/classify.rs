@@ -223,10 +223,8 @@ impl<B> Classify<http::Response<B>> for HttpClassifier {
         let status = response.status();
         if status == http::StatusCode::OK && crate::grpc::is_grpc(response.headers()) {
             // A gRPC answer: Trailers-Only carries its status here, any other in trailers.
-            let headers = response.headers();
-            return headers
-                .contains_key(crate::grpc::GRPC_STATUS)
-                .then(|| self.grpc_outcome(crate::grpc::status_code(headers)));
+            return crate::grpc::status_value(response.headers())
+                .map(|status| self.grpc_outcome(crate::grpc::parse_status(status)));
         }
         Some(if status.is_server_error() {
             Outcome::Failure
@@ -242,9 +240,9 @@ impl<B> Classify<http::Response<B>> for HttpClassifier {
         result: Result<http::Response<B>, BoxError>,
         later: Option<Pending>,
     ) -> Result<Self::Response, BoxError> {
-        result.map(|response| {
-            response.map(|body| ClassifiedBody::new(body, later.map(|call| (call, *self))))
-        })
+        let (parts, body) = result?.into_parts();
+        let body = ClassifiedBody::new(body, later.map(|call| (call, *self)));
+        Ok(http::Response::from_parts(parts, body))
     }
 }
 

@@ -32,7 +32,7 @@ impl<C> Guard<C> {
 }
 
 impl<C: Clock> Guard<C> {
-    #[inline]
+    #[inline(always)]
     fn finish(&mut self, outcome: Outcome) {
         if let Some(lane) = self.lane.take() {
             lane.core

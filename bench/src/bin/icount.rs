@@ -374,9 +374,134 @@ fn stack_compared(n: u64) {
     drive(n, compared_stack(), || request(true, false));
 }
 
+// --- gRPC ----------------------------------------------------------------------------------
+
+/// A unary gRPC request as tonic sends it.
+fn grpc_request() -> Request<()> {
+    let mut req = request(false, false);
+    *req.version_mut() = http::Version::HTTP_2;
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    req
+}
+
+/// A unary gRPC answer as a server streams it: one message, then `grpc-status: 0` in the
+/// trailers. The trailers are boxed, as in the boxed bodies tonic and hyper hand over, so
+/// that moving the response costs what it costs there.
+struct GrpcAnswer {
+    message: Option<bytes::Bytes>,
+    trailers: Option<Box<http::HeaderMap>>,
+}
+
+impl http_body::Body for GrpcAnswer {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        let frame = match self.message.take() {
+            Some(message) => Some(http_body::Frame::data(message)),
+            None => self
+                .trailers
+                .take()
+                .map(|trailers| http_body::Frame::trailers(*trailers)),
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
+}
+
+/// A handler answering every call with a [`GrpcAnswer`].
+fn grpc_handler() -> impl Service<
+    Request<()>,
+    Response = Response<GrpcAnswer>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<GrpcAnswer>, Infallible>>,
+> + Clone {
+    service_fn(|_: Request<()>| {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let mut response = Response::new(GrpcAnswer {
+            message: Some(bytes::Bytes::from_static(b"\0\0\0\0\x02\x08\x01")),
+            trailers: Some(Box::new(trailers)),
+        });
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        std::future::ready(Ok(response))
+    })
+}
+
+/// Like [`drive`], and reads each response's body to its end (the trailers included).
+fn drive_to_end<S, Req, B>(iterations: u64, mut svc: S, make: impl Fn() -> Req)
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+{
+    fn drain<B: http_body::Body>(body: B) {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut body = std::pin::pin!(body);
+        while let std::task::Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+            drop(black_box(frame));
+        }
+    }
+    let runtime = runtime();
+    let _entered = runtime.enter();
+    drain(ready_now(svc.call(make())).unwrap().into_body());
+    measured(iterations, &mut || {
+        drain(ready_now(svc.call(black_box(make()))).unwrap().into_body());
+    });
+}
+
+fn grpc_breaker_baseline(n: u64) {
+    drive_to_end(n, grpc_handler(), grpc_request);
+}
+
+/// The breaker's default classifier on a gRPC answer: the status is read from the trailers.
+fn grpc_breaker_rampart(n: u64) {
+    let layer = CircuitBreakerLayer::builder().build().unwrap();
+    drive_to_end(n, layer.layer(grpc_handler()), grpc_request);
+}
+
+/// The same refusal as `limit_rampart_refused_answered`, to a gRPC caller: Trailers-Only.
+fn grpc_refused_answered(n: u64) {
+    let layer = RateLimitLayer::with_period(1, Duration::from_secs(3_600))
+        .burst(1)
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .rejection_response()
+        .layer(layer)
+        .service(handler());
+    drive(n, svc, grpc_request);
+}
+
 // --- the table -----------------------------------------------------------------------------
 
 const CASES: &[Case] = &[
+    Case {
+        group: "grpc",
+        name: "baseline (answer read to its trailers)",
+        role: Role::Baseline,
+        run: grpc_breaker_baseline,
+    },
+    Case {
+        group: "grpc",
+        name: "breaker closed, status read from the trailers",
+        role: Role::Rampart,
+        run: grpc_breaker_rampart,
+    },
+    Case {
+        group: "grpc",
+        name: "rate limit refused, answered RESOURCE_EXHAUSTED",
+        role: Role::Alone,
+        run: grpc_refused_answered,
+    },
     Case {
         group: "rate_limit",
         name: "baseline",
