@@ -19,7 +19,7 @@
 //! with a retry policy honour (gRFC A6). [`retry_pushback`] reads it back. Override a code
 //! per kind with `RejectionResponseLayer::grpc_code` (feature `grpc`).
 //!
-//! With the `grpc` feature, a [`Rejection`](crate::Rejection) also carries the matching
+//! With the `grpc` feature, a [`Rejection`] also carries the matching
 //! `tonic::Status` in its [`source`](std::error::Error::source) chain, which is where tonic
 //! looks: the layers on a tonic `Channel` fail calls with the right `tonic::Status` (an open
 //! breaker is `UNAVAILABLE` with the pushback, not `Unknown`), and a tonic server whose stack

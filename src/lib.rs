@@ -1,6 +1,7 @@
-//! Composable [Tower] layers that keep axum and hyper services alive when their dependencies
-//! are not: a **circuit breaker**, a **token-bucket rate limiter**, a **timeout with deadline
-//! propagation**, a **graceful-degradation fan-out** and **request-ID propagation**.
+//! Composable [Tower] layers that keep axum, hyper and tonic services alive when their
+//! dependencies are not: a **circuit breaker**, a **token-bucket rate limiter**, a **timeout
+//! with deadline propagation**, a **graceful-degradation fan-out** and **request-ID
+//! propagation**.
 //!
 //! Every layer decides in `call` (never hoarding capacity in `poll_ready`), shares one state
 //! across all its clones, needs no `Buffer`, allocates nothing on its admitted path, and
@@ -44,6 +45,9 @@
 //! | [`Rejection::TimedOut`] | 504 | |
 //! | [`Rejection::PartFailed`] | 502 | |
 //! | any other error | 500 | none; the error is logged once, never sent |
+//!
+//! gRPC requests get gRPC answers instead (`RESOURCE_EXHAUSTED`, `UNAVAILABLE`,
+//! `DEADLINE_EXCEEDED`, `INTERNAL`): see [`grpc`].
 //!
 //! # Time
 //!

@@ -88,7 +88,8 @@
 //!   are in the window.
 //!
 //! What counts as a failure is up to the [`Classify`] in use: [`HttpClassifier`] by default
-//! (5xx and transport errors fail, 4xx succeed, 429 is ignored).
+//! (5xx and transport errors fail, 4xx succeed, 429 is ignored; gRPC answers by their
+//! `grpc-status`, read from the headers or the trailers).
 //!
 //! # Sharing
 //!
