@@ -278,3 +278,101 @@ proptest::proptest! {
         proptest::prop_assert!(secs == 1 || Duration::from_secs(secs - 1) < wait);
     }
 }
+
+/// Calls a service failing with `error` as a tonic client would (HTTP/2, gRPC content type).
+async fn grpc_answer(error: BoxError) -> Response<Bytes> {
+    let mut error = Some(error);
+    let failing = service_fn(move |_: Request<()>| {
+        let error = error.take().expect("called once");
+        async move { Err::<Response<Bytes>, BoxError>(error) }
+    });
+    let request = Request::builder()
+        .version(http::Version::HTTP_2)
+        .header(header::CONTENT_TYPE, "application/grpc+proto")
+        .body(())
+        .unwrap();
+    ServiceBuilder::new()
+        .rejection_response()
+        .service(failing)
+        .oneshot(request)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn grpc_requests_get_trailers_only_answers() {
+    use tower_rampart::error::{PartFailed, TimedOut};
+    let cases: [(BoxError, &str, &str, Option<&str>); 5] = [
+        (
+            Rejection::from(RateLimited::new(Duration::from_micros(20_001))).into(),
+            "8",
+            "rate limited (retry after 20 ms)",
+            Some("21"),
+        ),
+        (
+            Rejection::from(CircuitOpen::new(Duration::from_secs(10))).into(),
+            "14",
+            "circuit open (retry after 10000 ms)",
+            Some("10000"),
+        ),
+        (
+            Rejection::from(TimedOut::new(Duration::from_millis(300))).into(),
+            "4",
+            "deadline elapsed after 300 ms",
+            None,
+        ),
+        (
+            Rejection::from(PartFailed::new("café", "down")).into(),
+            "14",
+            "essential part `caf%C3%A9` failed",
+            None,
+        ),
+        // Any other error: INTERNAL, and its text (which may quote a client) stays here.
+        (
+            "secret path /etc/passwd".into(),
+            "13",
+            "internal error",
+            None,
+        ),
+    ];
+    for (error, code, message, pushback) in cases {
+        let response = grpc_answer(error).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "gRPC answers are HTTP 200"
+        );
+        let headers = response.headers();
+        assert_eq!(headers[header::CONTENT_TYPE], "application/grpc");
+        assert_eq!(headers["grpc-status"], code);
+        assert_eq!(headers["grpc-message"], message);
+        assert_eq!(
+            headers
+                .get("grpc-retry-pushback-ms")
+                .map(|v| v.to_str().unwrap()),
+            pushback
+        );
+        assert!(response.body().is_empty(), "Trailers-Only: no body");
+    }
+}
+
+#[tokio::test]
+async fn http1_requests_with_a_grpc_content_type_keep_http_answers() {
+    // gRPC runs over HTTP/2 only; grpc-web and proxies speaking HTTP/1 get the HTTP answer.
+    let failing = service_fn(|_: Request<()>| async {
+        Err::<Response<Bytes>, BoxError>(
+            Rejection::from(RateLimited::new(Duration::from_secs(1))).into(),
+        )
+    });
+    let request = Request::builder()
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .body(())
+        .unwrap();
+    let response = ServiceBuilder::new()
+        .rejection_response()
+        .service(failing)
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+}
