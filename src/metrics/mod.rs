@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | `rampart_rate_limit_requests_total` | counter | `policy`, `outcome` = `admitted` / `delayed` / `rejected` | every decision; in shadow mode a request the limit refuses still goes through and counts as `rejected` |
 //! | `rampart_rate_limit_missing_key_total` | counter | `policy` | a keyed limiter met a request with no key (for `PeerIp`: no peer address, see [`key`](crate::key)) |
+//! | `rampart_rate_limit_decisions_total` | counter | `policy`, `source` = `redis` / `local_cache` / `fallback`, `outcome` = `admitted` / `rejected` | every decision of a limiter shared through Redis (feature `redis`) |
 //! | `rampart_rate_limit_retry_after_seconds` | histogram | `policy` | every rejection: the wait it announces |
 //! | `rampart_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success` / `failure` / `ignored` | every completed call |
 //! | `rampart_circuit_breaker_rejected_total` | counter | `breaker` | every call refused |
@@ -242,6 +243,15 @@ mod enabled {
     pub(crate) fn fan_out_failed(part: &'static str) {
         counter!("rampart_fan_out_failed_total", "part" => part).increment(1);
     }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn shared_decision(
+        policy: &Cow<'static, str>,
+        source: &'static str,
+        outcome: &'static str,
+    ) {
+        counter!("rampart_rate_limit_decisions_total", "policy" => policy.clone(), "source" => source, "outcome" => outcome).increment(1);
+    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -298,6 +308,14 @@ mod disabled {
     #[cfg(feature = "fan-out")]
     #[inline(always)]
     pub(crate) fn fan_out_failed(_: &'static str) {}
+    #[cfg(feature = "redis")]
+    #[inline(always)]
+    pub(crate) fn shared_decision(
+        _: &std::borrow::Cow<'static, str>,
+        _: &'static str,
+        _: &'static str,
+    ) {
+    }
 }
 
 // Unused only when no layer is compiled in.

@@ -68,6 +68,13 @@ pub struct Refusing;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Waiting;
 
+/// The builder's mode after [`shared`](RateLimitBuilder::shared): buckets in a
+/// [`RedisStore`](super::RedisStore), shared by every replica.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[derive(Clone, Debug)]
+pub struct Shared(super::RedisStore);
+
 // === impl RateLimitBuilder ===
 
 impl RateLimitBuilder {
@@ -399,6 +406,95 @@ impl<P, C, H> RateLimitBuilder<P, C, H, Refusing> {
         H: super::headers::WithPolicy,
     {
         self.finish()
+    }
+}
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+impl<P, C> RateLimitBuilder<P, C, super::headers::NoHeaders, Refusing> {
+    /// Keeps the buckets in `store`, shared by every replica using it, instead of in this
+    /// process: the same quota, key, cost and policy name, decided by the same GCRA in
+    /// Redis (see [`RedisStore`](super::RedisStore) for timeouts and the failure policy).
+    /// Keys must be [`StableKey`](super::StableKey)s.
+    ///
+    /// ```no_run
+    /// use tower_rampart::rate_limit::{PeerIp, RateLimitLayer, RedisStore};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::builder(redis::Client::open("redis://127.0.0.1:6379")?).build()?;
+    /// let layer = RateLimitLayer::per_second(50).burst(20).with_key(PeerIp).shared(store).build()?;
+    /// assert_eq!(layer.quota().burst(), 20);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shared(self, store: super::RedisStore) -> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
+        RateLimitBuilder {
+            settings: self.settings,
+            partition: self.partition,
+            clock: self.clock,
+            headers: self.headers,
+            mode: Shared(store),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
+    /// Validates the settings and builds the shared limiter.
+    ///
+    /// # Errors
+    ///
+    /// As [`RateLimitBuilder::build`], for shadow mode (not offered by a shared limiter),
+    /// and for a bucket (`burst · interval`) over 2^52 ns, about 52 days.
+    ///
+    /// See [`shared`](RateLimitBuilder::shared) for an example.
+    pub fn build(self) -> Result<super::SharedRateLimitLayer<P, C>, ConfigError> {
+        if matches!(self.settings.mode, Mode::Shadow) {
+            return Err(ConfigError::new(
+                "shadow",
+                "is not offered by a shared limiter",
+            ));
+        }
+        let store = self.mode.0.clone();
+        let clock = self.clock.clone();
+        let settings = self.settings.clone();
+        let layer = RateLimitBuilder {
+            settings: self.settings,
+            partition: self.partition,
+            clock: self.clock,
+            headers: self.headers,
+            mode: Refusing,
+        }
+        .finish()?;
+        let quota = layer.limiter.quota;
+        if crate::clock::duration_nanos(quota.refill_time()) > super::shared::MAX_TOLERANCE_NANOS {
+            return Err(ConfigError::new(
+                "burst",
+                "burst times the token interval must be at most 52 days in a shared limiter",
+            ));
+        }
+        let fallback = match store.inner.on_failure {
+            super::OnStoreFailure::Local { share } => {
+                let scaled = |n: u32| ((f64::from(n) * share).ceil() as u32).max(1);
+                let local = Quota::new(scaled(quota.rate()), quota.period(), scaled(quota.burst()))?;
+                Some(Limiter::new(
+                    local,
+                    Mode::Reject,
+                    settings.missing,
+                    settings.policy,
+                    settings.max_keys as u64,
+                    clock,
+                ))
+            }
+            super::OnStoreFailure::Allow | super::OnStoreFailure::Refuse => None,
+        };
+        Ok(super::SharedRateLimitLayer::new(
+            layer.limiter,
+            fallback,
+            store,
+            layer.partition,
+        ))
     }
 }
 

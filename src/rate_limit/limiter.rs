@@ -427,9 +427,15 @@ impl<C: Clock> Limiter<C> {
 
     /// The rejection for `refusal`, under this limiter's policy name.
     pub(crate) fn rejection(&self, refusal: Refusal) -> RateLimited {
+        self.metrics
+            .rejected(Duration::from_nanos(refusal.retry_after_nanos));
+        self.rate_limited(refusal)
+    }
+
+    /// The rejection for `refusal`, not counted in the metrics (the caller counts it).
+    pub(crate) fn rate_limited(&self, refusal: Refusal) -> RateLimited {
         let bucket = refusal.bucket;
         let retry_after = Duration::from_nanos(refusal.retry_after_nanos);
-        self.metrics.rejected(retry_after);
         RateLimited::new(retry_after)
             .with_quota(
                 self.policy.clone(),

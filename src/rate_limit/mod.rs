@@ -102,12 +102,17 @@ mod key;
 mod layer;
 mod limiter;
 mod service;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod shared;
 mod store;
 mod wait;
 
 pub mod future;
 
 pub use crate::key::{ClientIp, ForwardedHeader, HeaderKey, PeerIp};
+#[cfg(feature = "redis")]
+pub use config::Shared;
 pub use config::{RateLimitBuilder, Refusing, Waiting};
 pub use gcra::Quota;
 pub use headers::{NoHeaders, RateLimitHeaders, ResponseHeaders, WithPolicy};
@@ -116,3 +121,8 @@ pub use layer::{PerKeyRateLimitLayer, RateLimitLayer};
 pub use limiter::MissingKey;
 pub use service::RateLimit;
 pub use wait::{WaitFuture, WaitingRateLimit, WaitingRateLimitLayer};
+#[cfg(feature = "redis")]
+pub use shared::{
+    OnStoreFailure, RedisStore, RedisStoreBuilder, SharedFuture, SharedPartition, SharedRateLimit,
+    SharedRateLimitLayer, StableKey,
+};

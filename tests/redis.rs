@@ -1,0 +1,303 @@
+//! The shared rate limiter against a real `redis-server`, started by each test on a free
+//! loopback port without persistence (`.ci/run` installs the server).
+
+use std::convert::Infallible;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::Request;
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_rampart::clock::ManualClock;
+use tower_rampart::rate_limit::{OnStoreFailure, RateLimitLayer, RedisStore};
+use tower_rampart::{BoxError, Rejection};
+
+/// A `redis-server` of its own, killed when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH (apt-get install redis-server)");
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> redis::Value {
+        let mut conn = self.client().get_connection().unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query(&mut conn).unwrap()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a fresh server on the same port (all state lost, as after a crash).
+    fn restart(&mut self) {
+        self.kill();
+        *self = Self::start_on(self.port);
+    }
+
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not restart");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn store(server: &RedisServer, prefix: &str, policy: OnStoreFailure) -> RedisStore {
+    RedisStore::builder(server.client())
+        .prefix(prefix)
+        .timeout(Duration::from_millis(50))
+        .on_failure(policy)
+        .breaker(3, Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+type Svc = tower::util::BoxCloneSyncService<Request<()>, (), BoxError>;
+
+/// A keyed shared limiter (key: the `x-client` header) over a service that answers `()`.
+fn limited(store: RedisStore, rate: u32, burst: u32) -> Svc {
+    let layer = RateLimitLayer::per_second(rate)
+        .burst(burst)
+        .policy_name("test")
+        .with_key(|req: &Request<()>| req.headers().get("x-client").map(|v| v.as_bytes().to_vec()))
+        .shared(store)
+        .build()
+        .unwrap();
+    tower::util::BoxCloneSyncService::new(
+        layer.layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(()) })),
+    )
+}
+
+fn request(client: &str) -> Request<()> {
+    Request::builder().header("x-client", client).body(()).unwrap()
+}
+
+async fn admitted(svc: &mut Svc, client: &str) -> Result<(), Rejection> {
+    match svc.ready().await.unwrap().call(request(client)).await {
+        Ok(()) => Ok(()),
+        Err(err) => Err(Rejection::find(err.as_ref()).expect("a rejection").clone()),
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_bucket() {
+    let server = RedisServer::start();
+    // Two limiters, two connections: two replicas of one service.
+    let mut a = limited(store(&server, "two", OnStoreFailure::Refuse), 1, 10);
+    let mut b = limited(store(&server, "two", OnStoreFailure::Refuse), 1, 10);
+    let mut admitted_count = 0;
+    for i in 0..30 {
+        let svc = if i % 2 == 0 { &mut a } else { &mut b };
+        if admitted(svc, "alice").await.is_ok() {
+            admitted_count += 1;
+        }
+    }
+    // At 1 per second, a burst of 10 and well under a second: 10, maybe 11, never 20.
+    assert!((10..=11).contains(&admitted_count), "{admitted_count}");
+    // Another key has its own bucket.
+    assert!(admitted(&mut a, "bob").await.is_ok());
+}
+
+#[tokio::test]
+async fn refusals_match_the_in_memory_limiter() {
+    let server = RedisServer::start();
+    let mut shared = limited(store(&server, "same", OnStoreFailure::Refuse), 50, 20);
+    for _ in 0..20 {
+        admitted(&mut shared, "carol").await.unwrap();
+    }
+    let Rejection::RateLimited(refused) = admitted(&mut shared, "carol").await.unwrap_err() else {
+        panic!("a rate limit refusal");
+    };
+    // The in-memory limiter, same quota, same history, no time passing.
+    let clock = ManualClock::new();
+    let local = RateLimitLayer::per_second(50)
+        .burst(20)
+        .policy_name("test")
+        .with_clock(clock)
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        local.check(&()).unwrap();
+    }
+    let expected = local.check(&()).unwrap_err();
+    assert_eq!(refused.policy(), expected.policy());
+    assert_eq!((refused.limit(), refused.window()), (expected.limit(), expected.window()));
+    assert_eq!(refused.remaining(), expected.remaining());
+    // Redis's clock moved on a little between the calls; the waits agree to within it.
+    let drift = expected.retry_after().saturating_sub(refused.retry_after());
+    assert!(drift < Duration::from_millis(20), "{refused:?} vs {expected:?}");
+    assert!(refused.retry_after() <= expected.retry_after());
+    assert_eq!(
+        tower_rampart::http::retry_after_secs(refused.retry_after()),
+        tower_rampart::http::retry_after_secs(expected.retry_after())
+    );
+}
+
+#[tokio::test]
+async fn a_refused_key_is_refused_locally_until_its_retry_after() {
+    let server = RedisServer::start();
+    let mut shared = limited(store(&server, "cache", OnStoreFailure::Allow), 1, 1);
+    admitted(&mut shared, "dave").await.unwrap();
+    assert!(admitted(&mut shared, "dave").await.is_err());
+    // Redis is gone; with fail-open, only the local refusal cache can still refuse.
+    drop(server);
+    for _ in 0..5 {
+        assert!(admitted(&mut shared, "dave").await.is_err(), "refused until its retry-after");
+    }
+    assert!(admitted(&mut shared, "erin").await.is_ok(), "fail open for unknown keys");
+}
+
+#[tokio::test]
+async fn scripts_flushed_or_a_restarted_server_cost_one_more_round_trip() {
+    let mut server = RedisServer::start();
+    let mut shared = limited(store(&server, "flush", OnStoreFailure::Refuse), 1000, 1000);
+    admitted(&mut shared, "frank").await.unwrap();
+    server.command(&["SCRIPT", "FLUSH"]);
+    admitted(&mut shared, "frank").await.unwrap();
+    server.restart();
+    // The connection manager reconnects in the background; give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if admitted(&mut shared, "frank").await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery after a restart");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_redis_down_requests_never_wait_past_the_timeout_and_fall_back() {
+    let mut server = RedisServer::start();
+    let mut shared = limited(store(&server, "down", OnStoreFailure::Local { share: 1.0 }), 1, 5);
+    admitted(&mut shared, "gina").await.unwrap();
+    server.kill();
+    let mut slowest = Duration::ZERO;
+    let mut admitted_count = 0;
+    for i in 0..20 {
+        let started = Instant::now();
+        if admitted(&mut shared, &format!("gina-{}", i % 2)).await.is_ok() {
+            admitted_count += 1;
+        }
+        let took = started.elapsed();
+        if i >= 3 {
+            // The breaker opened after 3 failures: no more waiting for Redis at all.
+            assert!(took < Duration::from_millis(1), "call {i} took {took:?}");
+        }
+        slowest = slowest.max(took);
+    }
+    // Every call stayed within the 50 ms store timeout (plus scheduling).
+    assert!(slowest < Duration::from_millis(100), "{slowest:?}");
+    // The local fallback limits each key to its burst of 5.
+    assert_eq!(admitted_count, 10);
+}
+
+#[tokio::test]
+async fn fail_closed_refuses_while_redis_is_down() {
+    let mut server = RedisServer::start();
+    let mut shared = limited(store(&server, "closed", OnStoreFailure::Refuse), 100, 100);
+    admitted(&mut shared, "hank").await.unwrap();
+    server.kill();
+    for _ in 0..5 {
+        let Rejection::RateLimited(refused) = admitted(&mut shared, "hank").await.unwrap_err() else {
+            panic!("a rate limit refusal");
+        };
+        assert_eq!(refused.retry_after(), Duration::from_secs(60), "the breaker's open time");
+    }
+}
+
+#[test]
+fn two_threads_hammering_two_replicas_admit_at_most_burst_plus_rate_times_t() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let admitted_total = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            let admitted_total = Arc::clone(&admitted_total);
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let client = redis::Client::open(url).unwrap();
+                    let store = RedisStore::builder(client)
+                        .prefix("hammer")
+                        .timeout(Duration::from_millis(200))
+                        .on_failure(OnStoreFailure::Refuse)
+                        .build()
+                        .unwrap();
+                    let mut svc = limited(store, 100, 10);
+                    let until = Instant::now() + Duration::from_millis(500);
+                    while Instant::now() < until {
+                        if admitted(&mut svc, "ivy").await.is_ok() {
+                            admitted_total.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let elapsed = started.elapsed();
+    let admitted = admitted_total.load(Ordering::SeqCst);
+    // burst + rate · t, with t the whole span the threads ran (Redis's clock is the judge).
+    let bound = 10 + (100.0 * elapsed.as_secs_f64()).ceil() as u64;
+    assert!(admitted <= bound, "{admitted} admitted, bound {bound}");
+    assert!(admitted >= 40, "{admitted} admitted in {elapsed:?}: the limiter is not limiting fairly");
+}
