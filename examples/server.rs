@@ -19,7 +19,7 @@ use tracing_subscriber::EnvFilter;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
@@ -31,7 +31,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = app::app(app::Config::default())?;
+    // With REDIS_URL set, the per-client limit is shared with every server using that Redis.
+    let config = app::Config {
+        redis_url: std::env::var("REDIS_URL").ok(),
+        ..app::Config::default()
+    };
+    if let Some(url) = &config.redis_url {
+        tracing::info!(redis = %url, "sharing the per-client limit through Redis");
+    }
+    let app = app::app(config)?;
     let (breaker, upstream_calls) = (app.flaky_breaker.clone(), app.upstream_calls.clone());
     // A header-read timeout and a connection cap below the open-file limit: slow or idle
     // clients cannot take the server's file descriptors (see `app::Limits`).

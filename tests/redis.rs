@@ -1,12 +1,18 @@
 //! The shared rate limiter against a real `redis-server`, started by each test on a free
 //! loopback port without persistence (`.ci/run` installs the server).
 
+#[path = "../examples/common/app.rs"]
+#[allow(dead_code)]
+mod app;
+
 use std::convert::Infallible;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::Request;
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -22,24 +28,12 @@ struct RedisServer {
 
 impl RedisServer {
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH (apt-get install redis-server)");
-        let server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        server
+        Self::start_on(
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port(),
+        )
     }
 
     fn url(&self) -> String {
@@ -70,6 +64,9 @@ impl RedisServer {
         *self = Self::start_on(self.port);
     }
 
+    /// Starts `redis-server` on `port` and waits until it accepts connections.
+    // A process start, waited for outside any runtime: the thread may block.
+    #[allow(clippy::disallowed_methods)]
     fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -77,7 +74,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
+            .expect("redis-server on the PATH (apt-get install redis-server)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not restart");
@@ -114,13 +111,16 @@ fn limited(store: RedisStore, rate: u32, burst: u32) -> Svc {
         .shared(store)
         .build()
         .unwrap();
-    tower::util::BoxCloneSyncService::new(
-        layer.layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(()) })),
-    )
+    tower::util::BoxCloneSyncService::new(layer.layer(service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(())
+    })))
 }
 
 fn request(client: &str) -> Request<()> {
-    Request::builder().header("x-client", client).body(()).unwrap()
+    Request::builder()
+        .header("x-client", client)
+        .body(())
+        .unwrap()
 }
 
 async fn admitted(svc: &mut Svc, client: &str) -> Result<(), Rejection> {
@@ -172,11 +172,17 @@ async fn refusals_match_the_in_memory_limiter() {
     }
     let expected = local.check(&()).unwrap_err();
     assert_eq!(refused.policy(), expected.policy());
-    assert_eq!((refused.limit(), refused.window()), (expected.limit(), expected.window()));
+    assert_eq!(
+        (refused.limit(), refused.window()),
+        (expected.limit(), expected.window())
+    );
     assert_eq!(refused.remaining(), expected.remaining());
     // Redis's clock moved on a little between the calls; the waits agree to within it.
     let drift = expected.retry_after().saturating_sub(refused.retry_after());
-    assert!(drift < Duration::from_millis(20), "{refused:?} vs {expected:?}");
+    assert!(
+        drift < Duration::from_millis(20),
+        "{refused:?} vs {expected:?}"
+    );
     assert!(refused.retry_after() <= expected.retry_after());
     assert_eq!(
         tower_rampart::http::retry_after_secs(refused.retry_after()),
@@ -193,9 +199,15 @@ async fn a_refused_key_is_refused_locally_until_its_retry_after() {
     // Redis is gone; with fail-open, only the local refusal cache can still refuse.
     drop(server);
     for _ in 0..5 {
-        assert!(admitted(&mut shared, "dave").await.is_err(), "refused until its retry-after");
+        assert!(
+            admitted(&mut shared, "dave").await.is_err(),
+            "refused until its retry-after"
+        );
     }
-    assert!(admitted(&mut shared, "erin").await.is_ok(), "fail open for unknown keys");
+    assert!(
+        admitted(&mut shared, "erin").await.is_ok(),
+        "fail open for unknown keys"
+    );
 }
 
 #[tokio::test]
@@ -220,14 +232,21 @@ async fn scripts_flushed_or_a_restarted_server_cost_one_more_round_trip() {
 #[tokio::test]
 async fn with_redis_down_requests_never_wait_past_the_timeout_and_fall_back() {
     let mut server = RedisServer::start();
-    let mut shared = limited(store(&server, "down", OnStoreFailure::Local { share: 1.0 }), 1, 5);
+    let mut shared = limited(
+        store(&server, "down", OnStoreFailure::Local { share: 1.0 }),
+        1,
+        5,
+    );
     admitted(&mut shared, "gina").await.unwrap();
     server.kill();
     let mut slowest = Duration::ZERO;
     let mut admitted_count = 0;
     for i in 0..20 {
         let started = Instant::now();
-        if admitted(&mut shared, &format!("gina-{}", i % 2)).await.is_ok() {
+        if admitted(&mut shared, &format!("gina-{}", i % 2))
+            .await
+            .is_ok()
+        {
             admitted_count += 1;
         }
         let took = started.elapsed();
@@ -250,10 +269,15 @@ async fn fail_closed_refuses_while_redis_is_down() {
     admitted(&mut shared, "hank").await.unwrap();
     server.kill();
     for _ in 0..5 {
-        let Rejection::RateLimited(refused) = admitted(&mut shared, "hank").await.unwrap_err() else {
+        let Rejection::RateLimited(refused) = admitted(&mut shared, "hank").await.unwrap_err()
+        else {
             panic!("a rate limit refusal");
         };
-        assert_eq!(refused.retry_after(), Duration::from_secs(60), "the breaker's open time");
+        assert_eq!(
+            refused.retry_after(),
+            Duration::from_secs(60),
+            "the breaker's open time"
+        );
     }
 }
 
@@ -299,5 +323,176 @@ fn two_threads_hammering_two_replicas_admit_at_most_burst_plus_rate_times_t() {
     // burst + rate · t, with t the whole span the threads ran (Redis's clock is the judge).
     let bound = 10 + (100.0 * elapsed.as_secs_f64()).ceil() as u64;
     assert!(admitted <= bound, "{admitted} admitted, bound {bound}");
-    assert!(admitted >= 40, "{admitted} admitted in {elapsed:?}: the limiter is not limiting fairly");
+    assert!(
+        admitted >= 40,
+        "{admitted} admitted in {elapsed:?}: the limiter is not limiting fairly"
+    );
+}
+
+fn ttl_ms(server: &RedisServer, key: &str) -> i64 {
+    match server.command(&["PTTL", key]) {
+        redis::Value::Int(ms) => ms,
+        other => panic!("PTTL answered {other:?}"),
+    }
+}
+
+fn value(server: &RedisServer, key: &str) -> redis::Value {
+    server.command(&["GET", key])
+}
+
+#[tokio::test]
+async fn a_bucket_expires_when_it_would_be_full_never_sooner() {
+    let server = RedisServer::start();
+    let mut shared = limited(store(&server, "ttl", OnStoreFailure::Refuse), 1, 10);
+    admitted(&mut shared, "jo").await.unwrap();
+    // One token taken at one per second: full again in 1 s, and kept until then.
+    let ttl = ttl_ms(&server, "ttl:{test:jo}:0");
+    assert!((990..=1000).contains(&ttl), "{ttl}");
+    for _ in 0..4 {
+        admitted(&mut shared, "jo").await.unwrap();
+    }
+    let ttl = ttl_ms(&server, "ttl:{test:jo}:0");
+    assert!((4_990..=5_000).contains(&ttl), "{ttl}");
+}
+
+#[tokio::test]
+async fn several_quotas_are_decided_together_all_or_nothing() {
+    let server = RedisServer::start();
+    let hourly = tower_rampart::rate_limit::Quota::new(3, Duration::from_secs(3_600), 3).unwrap();
+    let layer = RateLimitLayer::per_second(100)
+        .burst(100)
+        .policy_name("test")
+        .with_key(|req: &Request<()>| req.headers().get("x-client").map(|v| v.as_bytes().to_vec()))
+        .shared(store(&server, "multi", OnStoreFailure::Refuse))
+        .and_quota(hourly)
+        .build()
+        .unwrap();
+    let mut shared: Svc =
+        tower::util::BoxCloneSyncService::new(layer.layer(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(())
+        })));
+    for _ in 0..3 {
+        admitted(&mut shared, "kim").await.unwrap();
+    }
+    let per_second = value(&server, "multi:{test:kim}:0");
+    let Rejection::RateLimited(refused) = admitted(&mut shared, "kim").await.unwrap_err() else {
+        panic!("a rate limit refusal");
+    };
+    // The hourly quota refused, and says so; the per-second one was not charged.
+    assert_eq!(
+        (refused.limit(), refused.window()),
+        (3, Duration::from_secs(3_600))
+    );
+    assert!(
+        refused.retry_after() > Duration::from_secs(1_000),
+        "{refused:?}"
+    );
+    assert_eq!(value(&server, "multi:{test:kim}:0"), per_second);
+}
+
+#[tokio::test]
+async fn weighted_requests_take_their_cost() {
+    let server = RedisServer::start();
+    let layer = RateLimitLayer::per_second(1)
+        .burst(10)
+        .policy_name("test")
+        .with_key(|req: &Request<()>| req.headers().get("x-client").map(|v| v.as_bytes().to_vec()))
+        .cost(|_: &Request<()>| 4)
+        .shared(store(&server, "cost", OnStoreFailure::Refuse))
+        .build()
+        .unwrap();
+    let mut shared: Svc =
+        tower::util::BoxCloneSyncService::new(layer.layer(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(())
+        })));
+    admitted(&mut shared, "lee").await.unwrap();
+    admitted(&mut shared, "lee").await.unwrap();
+    // 8 of 10 taken: a third request of 4 does not fit.
+    let Rejection::RateLimited(refused) = admitted(&mut shared, "lee").await.unwrap_err() else {
+        panic!("a rate limit refusal");
+    };
+    assert_eq!(refused.remaining(), 2);
+}
+
+#[tokio::test]
+async fn the_local_refusal_cache_ends_at_the_retry_after_and_never_admits_early() {
+    let server = RedisServer::start();
+    let mut shared = limited(store(&server, "expiry", OnStoreFailure::Refuse), 20, 1);
+    admitted(&mut shared, "max").await.unwrap();
+    let Rejection::RateLimited(first) = admitted(&mut shared, "max").await.unwrap_err() else {
+        panic!("a rate limit refusal");
+    };
+    // While the cached refusal lasts, every answer is a refusal, with a shrinking wait.
+    let Rejection::RateLimited(cached) = admitted(&mut shared, "max").await.unwrap_err() else {
+        panic!("a rate limit refusal");
+    };
+    assert!(cached.retry_after() <= first.retry_after());
+    // Once it is over (one token per 50 ms), Redis decides again and admits.
+    tokio::time::sleep(first.retry_after() + Duration::from_millis(5)).await;
+    admitted(&mut shared, "max").await.unwrap();
+}
+
+/// The status code of `GET /` on `addr`, and how long it took.
+async fn get_root(addr: std::net::SocketAddr) -> (u16, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: example\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let status = std::str::from_utf8(&answer[9..12])
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, started.elapsed())
+}
+
+/// The example server's app with `redis_url`, served on a loopback port.
+async fn example_server(redis_url: String) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let built = app::app(app::Config {
+        redis_url: Some(redis_url),
+        ..app::Config::default()
+    })
+    .unwrap();
+    tokio::spawn(app::serve(
+        listener,
+        built.router,
+        std::future::pending(),
+        app::Limits::default(),
+    ));
+    addr
+}
+
+#[tokio::test]
+async fn example_servers_share_their_per_client_limit_and_survive_redis_going_away() {
+    let mut server = RedisServer::start();
+    let one = example_server(server.url()).await;
+    let two = example_server(server.url()).await;
+    let mut answered = [0, 0];
+    for i in 0..40 {
+        let (status, _) = get_root(if i % 2 == 0 { one } else { two }).await;
+        match status {
+            200 => answered[0] += 1,
+            429 => answered[1] += 1,
+            other => panic!("status {other}"),
+        }
+    }
+    // One client (127.0.0.1), one burst of 20 across both servers (a token more may come in
+    // during the run, at 50 per second).
+    assert!((20..=22).contains(&answered[0]), "{answered:?}");
+
+    // Redis gone: each server limits alone with the same quota, and answers quickly.
+    server.kill();
+    let mut slowest = Duration::ZERO;
+    for i in 0..10 {
+        let (status, took) = get_root(if i % 2 == 0 { one } else { two }).await;
+        assert!(status == 200 || status == 429, "status {status}");
+        slowest = slowest.max(took);
+    }
+    assert!(slowest < Duration::from_millis(50), "{slowest:?}");
 }

@@ -25,14 +25,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{Request, StatusCode, header};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower::util::Either;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_rampart::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use tower_rampart::fan_out::{Answers, FanOut, Part, PartResult};
 use tower_rampart::metrics::HttpMetricsLayer;
-use tower_rampart::rate_limit::{PeerIp, RateLimitLayer};
+use tower_rampart::rate_limit::{OnStoreFailure, PeerIp, RateLimitLayer, RedisStore};
 use tower_rampart::request_id::SetRequestIdLayer;
 use tower_rampart::timeout::{Deadline, TimeoutLayer};
-use tower_rampart::{ConfigError, Rejection, ServiceBuilderExt};
+use tower_rampart::{BoxError, ConfigError, Rejection, ServiceBuilderExt};
 
 /// What the tests may change; `Config::default()` is what the example serves.
 #[derive(Clone, Debug)]
@@ -45,6 +46,9 @@ pub(crate) struct Config {
     pub(crate) upstream_recovers_after: Option<u64>,
     /// How often the Prometheus recorder drains its histograms, scraped or not. Default: 5 s.
     pub(crate) metrics_upkeep: Duration,
+    /// A Redis to share the per-client limit with every server using it (`REDIS_URL` in
+    /// the example). Default: none, the limit is this process's own.
+    pub(crate) redis_url: Option<String>,
 }
 
 impl Default for Config {
@@ -54,6 +58,7 @@ impl Default for Config {
             flaky_open_for: Duration::from_secs(10),
             upstream_recovers_after: None,
             metrics_upkeep: Duration::from_secs(5),
+            redis_url: None,
         }
     }
 }
@@ -110,7 +115,7 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
 /// limit → routes.
 ///
 /// Call it inside a tokio runtime: it spawns the metrics upkeep task.
-pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
+pub(crate) fn app(config: Config) -> Result<App, BoxError> {
     let metrics = prometheus();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(config.metrics_upkeep);
@@ -123,8 +128,21 @@ pub(crate) fn app(config: Config) -> Result<App, ConfigError> {
     let per_client = RateLimitLayer::per_second(50)
         .burst(20)
         .with_key(PeerIp)
-        .policy_name("per-ip")
-        .build()?;
+        .policy_name("per-ip");
+    // With a Redis, every server using it shares each client's 50/s; while Redis is
+    // unreachable, each server limits alone with the same quota (answering within the
+    // store's 5 ms timeout, then at once once its breaker opens).
+    let per_client = match &config.redis_url {
+        None => Either::Left(per_client.build()?),
+        Some(url) => {
+            let client = redis::Client::open(url.as_str())?;
+            let store = RedisStore::builder(client)
+                .prefix("example")
+                .on_failure(OnStoreFailure::Local { share: 1.0 })
+                .build()?;
+            Either::Right(per_client.shared(store).build()?)
+        }
+    };
     let upstream_calls = Arc::new(AtomicU64::new(0));
     let breaker = CircuitBreakerLayer::builder()
         .name("upstream")

@@ -244,13 +244,34 @@ mod enabled {
         counter!("rampart_fan_out_failed_total", "part" => part).increment(1);
     }
 
+    /// A shared limiter's decisions by source and outcome.
     #[cfg(feature = "redis")]
-    pub(crate) fn shared_decision(
-        policy: &Cow<'static, str>,
-        source: &'static str,
-        outcome: &'static str,
-    ) {
-        counter!("rampart_rate_limit_decisions_total", "policy" => policy.clone(), "source" => source, "outcome" => outcome).increment(1);
+    #[derive(Debug)]
+    pub(crate) struct SharedDecisions {
+        counters: [Counter; 6],
+    }
+
+    #[cfg(feature = "redis")]
+    impl SharedDecisions {
+        pub(crate) fn new(policy: Cow<'static, str>) -> Self {
+            let decision = |source: &'static str, outcome: &'static str| counter!("rampart_rate_limit_decisions_total", "policy" => policy.clone(), "source" => source, "outcome" => outcome);
+            Self {
+                counters: [
+                    decision("redis", "admitted"),
+                    decision("redis", "rejected"),
+                    decision("local_cache", "admitted"),
+                    decision("local_cache", "rejected"),
+                    decision("fallback", "admitted"),
+                    decision("fallback", "rejected"),
+                ],
+            }
+        }
+
+        /// Counts one decision: `source` 0 redis, 1 local cache, 2 fallback.
+        #[inline]
+        pub(crate) fn record(&self, source: usize, admitted: bool) {
+            self.counters[source * 2 + usize::from(!admitted)].increment(1);
+        }
     }
 }
 
@@ -308,14 +329,9 @@ mod disabled {
     #[cfg(feature = "fan-out")]
     #[inline(always)]
     pub(crate) fn fan_out_failed(_: &'static str) {}
-    #[cfg(feature = "redis")]
-    #[inline(always)]
-    pub(crate) fn shared_decision(
-        _: &std::borrow::Cow<'static, str>,
-        _: &'static str,
-        _: &'static str,
-    ) {
-    }
+    noop!(#[cfg(feature = "redis")] SharedDecisions (std::borrow::Cow<'static, str>) {
+        record(usize, bool)
+    });
 }
 
 // Unused only when no layer is compiled in.

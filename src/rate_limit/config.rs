@@ -73,7 +73,10 @@ pub struct Waiting;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[derive(Clone, Debug)]
-pub struct Shared(super::RedisStore);
+pub struct Shared {
+    store: super::RedisStore,
+    more: Vec<Quota>,
+}
 
 // === impl RateLimitBuilder ===
 
@@ -427,13 +430,19 @@ impl<P, C> RateLimitBuilder<P, C, super::headers::NoHeaders, Refusing> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn shared(self, store: super::RedisStore) -> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
+    pub fn shared(
+        self,
+        store: super::RedisStore,
+    ) -> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
         RateLimitBuilder {
             settings: self.settings,
             partition: self.partition,
             clock: self.clock,
             headers: self.headers,
-            mode: Shared(store),
+            mode: Shared {
+                store,
+                more: Vec::new(),
+            },
         }
     }
 }
@@ -441,6 +450,32 @@ impl<P, C> RateLimitBuilder<P, C, super::headers::NoHeaders, Refusing> {
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
+    /// Adds a quota the same key must also fit, decided in the same call: a request is
+    /// admitted only if every quota has room, and charged to all of them or to none (for
+    /// example 10 per second and 10 000 per day). A refusal describes the quota that refused
+    /// longest.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tower_rampart::rate_limit::{PeerIp, Quota, RateLimitLayer, RedisStore};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::builder(redis::Client::open("redis://127.0.0.1:6379")?).build()?;
+    /// let daily = Quota::new(10_000, Duration::from_secs(86_400), 10_000)?;
+    /// let layer = RateLimitLayer::per_second(10)
+    ///     .with_key(PeerIp)
+    ///     .shared(store)
+    ///     .and_quota(daily)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn and_quota(mut self, quota: Quota) -> Self {
+        self.mode.more.push(quota);
+        self
+    }
+
     /// Validates the settings and builds the shared limiter.
     ///
     /// # Errors
@@ -456,7 +491,8 @@ impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
                 "is not offered by a shared limiter",
             ));
         }
-        let store = self.mode.0.clone();
+        let store = self.mode.store.clone();
+        let more = self.mode.more.clone();
         let clock = self.clock.clone();
         let settings = self.settings.clone();
         let layer = RateLimitBuilder {
@@ -468,7 +504,10 @@ impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
         }
         .finish()?;
         let quota = layer.limiter.quota;
-        if crate::clock::duration_nanos(quota.refill_time()) > super::shared::MAX_TOLERANCE_NANOS {
+        let too_big = |q: &Quota| {
+            crate::clock::duration_nanos(q.refill_time()) > super::shared::MAX_TOLERANCE_NANOS
+        };
+        if too_big(&quota) || more.iter().any(too_big) {
             return Err(ConfigError::new(
                 "burst",
                 "burst times the token interval must be at most 52 days in a shared limiter",
@@ -477,7 +516,8 @@ impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
         let fallback = match store.inner.on_failure {
             super::OnStoreFailure::Local { share } => {
                 let scaled = |n: u32| ((f64::from(n) * share).ceil() as u32).max(1);
-                let local = Quota::new(scaled(quota.rate()), quota.period(), scaled(quota.burst()))?;
+                let local =
+                    Quota::new(scaled(quota.rate()), quota.period(), scaled(quota.burst()))?;
                 Some(Limiter::new(
                     local,
                     Mode::Reject,
@@ -489,8 +529,15 @@ impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
             }
             super::OnStoreFailure::Allow | super::OnStoreFailure::Refuse => None,
         };
+        if more.len() > 7 {
+            return Err(ConfigError::new(
+                "and_quota",
+                "at most 8 quotas per shared limiter",
+            ));
+        }
         Ok(super::SharedRateLimitLayer::new(
             layer.limiter,
+            more,
             fallback,
             store,
             layer.partition,

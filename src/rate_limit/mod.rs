@@ -120,9 +120,9 @@ pub use key::{Global, KeyFn, Partition, PerKey, WithCost, WithQuota};
 pub use layer::{PerKeyRateLimitLayer, RateLimitLayer};
 pub use limiter::MissingKey;
 pub use service::RateLimit;
-pub use wait::{WaitFuture, WaitingRateLimit, WaitingRateLimitLayer};
 #[cfg(feature = "redis")]
 pub use shared::{
     OnStoreFailure, RedisStore, RedisStoreBuilder, SharedFuture, SharedPartition, SharedRateLimit,
     SharedRateLimitLayer, StableKey,
 };
+pub use wait::{WaitFuture, WaitingRateLimit, WaitingRateLimitLayer};

@@ -149,11 +149,25 @@ mod tests {
     #[test]
     fn short_printable_keys_are_kept_and_others_hashed() {
         let names = naming(false).names("per-ip", b"203.0.113.7", 2);
-        assert_eq!(names, [b"rl:{per-ip:203.0.113.7}:0".to_vec(), b"rl:{per-ip:203.0.113.7}:1".to_vec()]);
-        for key in [&[b'a'; 65][..], b"with space", b"brace{", "caf\u{e9}".as_bytes()] {
+        assert_eq!(
+            names,
+            [
+                b"rl:{per-ip:203.0.113.7}:0".to_vec(),
+                b"rl:{per-ip:203.0.113.7}:1".to_vec()
+            ]
+        );
+        for key in [
+            &[b'a'; 65][..],
+            b"with space",
+            b"brace{",
+            "caf\u{e9}".as_bytes(),
+        ] {
             let name = naming(false).names("p", key, 1).remove(0);
             let text = String::from_utf8(name).unwrap();
-            assert!(text.starts_with("rl:{p:h-") && text.ends_with("}:0"), "{text}");
+            assert!(
+                text.starts_with("rl:{p:h-") && text.ends_with("}:0"),
+                "{text}"
+            );
             assert_eq!(text.len(), "rl:{p:h-}:0".len() + 32);
         }
         let hashed = naming(true).names("p", b"203.0.113.7", 1).remove(0);

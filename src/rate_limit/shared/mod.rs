@@ -103,9 +103,9 @@ pub enum OnStoreFailure {
     Allow,
     /// Refuse every request (fail closed).
     Refuse,
-    /// Limit each replica alone, with an in-memory limiter of `share` (more than 0, at most
-    /// 1) of the quota: its rate and burst, rounded up to at least 1. With `n` replicas,
-    /// `share = 1.0 / n` keeps the whole fleet near the quota.
+    /// Limit each replica alone, with an in-memory limiter keeping `share` of the quota
+    /// (more than 0, at most 1): its rate and burst times `share`, rounded up to at least 1.
+    /// With `n` replicas, a share of `1.0 / n` keeps the whole fleet near the quota.
     Local {
         /// The part of the quota each replica keeps.
         share: f64,
@@ -311,8 +311,9 @@ impl RedisStoreBuilder {
             .set_response_timeout(None)
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(self.client, config)
-            .map_err(|_| ConfigError::new("client", "redis-rs could not make a connection manager"))?;
+        let conn = ConnectionManager::new_lazy_with_config(self.client, config).map_err(|_| {
+            ConfigError::new("client", "redis-rs could not make a connection manager")
+        })?;
         Ok(RedisStore {
             inner: Arc::new(StoreInner {
                 conn,

@@ -118,7 +118,9 @@ impl Script {
         evalsha.arg(&self.sha).arg(keys.len()).arg(keys).arg(&args);
         let reply: Result<Vec<u64>, redis::RedisError> = evalsha.query_async(conn).await;
         let reply = match reply {
-            Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            Err(err)
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
                 tracing::debug!("shared rate limit script not in Redis; sending it with EVAL");
                 let mut eval = redis::cmd("EVAL");
                 eval.arg(GCRA).arg(keys.len()).arg(keys).arg(&args);

@@ -18,8 +18,8 @@ use crate::sync::{AtomicU64, Ordering};
 use crate::{BoxError, Rejection};
 
 use super::super::gcra::Quota;
-use super::super::key::{Global, PerKey, WithCost, WithQuota};
 use super::super::key::private::Partition;
+use super::super::key::{Global, PerKey, WithCost, WithQuota};
 use super::super::limiter::{Limiter, MissingKey, Verdict};
 use super::RedisStore;
 use super::key::StableKey;
@@ -54,10 +54,13 @@ impl Evict for RefusedUntil {
 pub(crate) struct SharedState<C> {
     /// The limiter's settings (quota, policy, missing keys), its metrics and its clock.
     limiter: Arc<Limiter<C>>,
+    /// Quotas the key must also fit ([`and_quota`](crate::rate_limit::RateLimitBuilder::and_quota)).
+    more: Vec<Quota>,
     /// The in-memory limiter of [`OnStoreFailure::Local`](super::OnStoreFailure::Local).
     fallback: Option<Limiter<C>>,
     store: RedisStore,
     refused: KeyedMap<RefusedUntil>,
+    decisions: crate::metrics::SharedDecisions,
 }
 
 /// A rate limiter whose buckets live in Redis, shared by every replica: the layer built by
@@ -92,16 +95,19 @@ impl<P: fmt::Debug, C> fmt::Debug for SharedRateLimitLayer<P, C> {
 impl<P, C: Clock> SharedRateLimitLayer<P, C> {
     pub(crate) fn new(
         limiter: Arc<Limiter<C>>,
+        more: Vec<Quota>,
         fallback: Option<Limiter<C>>,
         store: RedisStore,
         partition: P,
     ) -> Self {
         Self {
             state: Arc::new(SharedState {
-                limiter,
+                more,
                 fallback,
                 store,
                 refused: KeyedMap::new(MAX_CACHED_REFUSALS, 1_000_000_000),
+                decisions: crate::metrics::SharedDecisions::new(limiter.policy.clone()),
+                limiter,
             }),
             partition,
         }
@@ -262,7 +268,7 @@ where
             .filter(|until| *until != CLAIMED && *until > now);
         if let Some(until) = cached {
             let wait = Duration::from_nanos(until - now);
-            crate::metrics::shared_decision(&limiter.policy, "local_cache", "rejected");
+            state.decisions.record(Source::LocalCache as usize, false);
             tracing::debug!(
                 rate_limit.policy = %limiter.policy,
                 rate_limit.source = "local_cache",
@@ -272,7 +278,11 @@ where
             limiter.metrics.rejected(wait);
             return SharedFuture::refused(
                 RateLimited::new(wait)
-                    .with_quota(limiter.policy.clone(), u64::from(quota.rate()), quota.period())
+                    .with_quota(
+                        limiter.policy.clone(),
+                        u64::from(quota.rate()),
+                        quota.period(),
+                    )
                     .with_remaining(0, wait),
             );
         }
@@ -280,15 +290,18 @@ where
         let budget = crate::context::current_deadline()
             .map(|deadline| deadline.remaining().saturating_sub(DEADLINE_MARGIN))
             .map_or(store.timeout, |left| left.min(store.timeout));
-        let names = store.naming.names(&limiter.policy, &key, 1);
-        let mut names = Some(names);
+        let mut quotas = Vec::with_capacity(1 + state.more.len());
+        quotas.push(quota);
+        quotas.extend_from_slice(&state.more);
+        let names = store.naming.names(&limiter.policy, &key, quotas.len());
+        let decided_quotas = quotas.clone();
+        let mut call_args = Some((names, quotas));
         let breaker = store.breaker.clone();
         let call = tower::service_fn(move |()| {
             let store = Arc::clone(&store);
-            let names = names.take().unwrap_or_default();
+            let (names, quotas) = call_args.take().unwrap_or_default();
             async move {
                 let mut conn = store.conn.clone();
-                let quotas = [quota];
                 let decided = store.script.decide(&mut conn, &names, cost, &quotas);
                 match tokio::time::timeout(budget, decided).await {
                     Ok(Ok(decision)) => Ok::<_, BoxError>(decision),
@@ -311,7 +324,7 @@ where
                 state: Arc::clone(state),
                 partition: self.partition.clone(),
                 slot,
-                quota,
+                quotas: decided_quotas,
                 now,
             },
         }
@@ -337,7 +350,7 @@ pin_project_lite::pin_project! {
             state: Arc<SharedState<C>>,
             partition: P,
             slot: u64,
-            quota: Quota,
+            quotas: Vec<Quota>,
             now: u64,
         },
         Calling { #[pin] future: S::Future },
@@ -368,14 +381,34 @@ impl<S: Service<Req>, Req, P, C> fmt::Debug for SharedFuture<S, Req, P, C> {
             Kind::Calling { .. } => "calling",
             Kind::Refused { .. } => "refused",
         };
-        f.debug_struct("SharedFuture").field("state", &state).finish()
+        f.debug_struct("SharedFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 
 /// What the decision said, and who made it.
 enum Outcome {
-    Admit(&'static str),
-    Refuse(RateLimited, &'static str),
+    Admit(Source),
+    Refuse(RateLimited, Source),
+}
+
+/// Who decided: the metrics' and events' `source`.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    Redis = 0,
+    LocalCache = 1,
+    Fallback = 2,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Redis => "redis",
+            Source::LocalCache => "local_cache",
+            Source::Fallback => "fallback",
+        }
+    }
 }
 
 impl<S, Req, P, C> Future for SharedFuture<S, Req, P, C>
@@ -394,7 +427,9 @@ where
                     return future.poll(cx).map_err(Into::into);
                 }
                 KindProj::Refused { rejection } => {
-                    let rejection = rejection.take().expect("SharedFuture polled after completion");
+                    let rejection = rejection
+                        .take()
+                        .expect("SharedFuture polled after completion");
                     return Poll::Ready(Err(Box::new(Rejection::from(rejection))));
                 }
                 KindProj::Deciding {
@@ -404,27 +439,28 @@ where
                     state,
                     partition,
                     slot,
-                    quota,
+                    quotas,
                     now,
                 } => {
                     let decided = ready!(decision.as_mut().poll(cx));
                     let req = req.take().expect("SharedFuture polled after completion");
-                    let outcome = conclude(state, partition, &req, decided, *slot, quota, *now);
+                    let outcome = conclude(state, partition, &req, decided, *slot, quotas, *now);
                     let limiter = &state.limiter;
                     match outcome {
                         Outcome::Admit(source) => {
-                            crate::metrics::shared_decision(&limiter.policy, source, "admitted");
+                            state.decisions.record(source as usize, true);
                             limiter.metrics.admitted();
-                            let mut inner = inner.take().expect("SharedFuture polled after completion");
+                            let mut inner =
+                                inner.take().expect("SharedFuture polled after completion");
                             Kind::Calling {
                                 future: inner.call(req),
                             }
                         }
                         Outcome::Refuse(rejection, source) => {
-                            crate::metrics::shared_decision(&limiter.policy, source, "rejected");
+                            state.decisions.record(source as usize, false);
                             tracing::debug!(
                                 rate_limit.policy = %limiter.policy,
-                                rate_limit.source = source,
+                                rate_limit.source = source.as_str(),
                                 rate_limit.retry_after_ms = rejection.retry_after().as_millis() as u64,
                                 "request rate limited"
                             );
@@ -448,12 +484,13 @@ fn conclude<C: Clock, Req, P: SharedPartition<Req>>(
     req: &Req,
     decided: Result<Decision, BoxError>,
     slot: u64,
-    quota: &Quota,
+    quotas: &[Quota],
     now: u64,
 ) -> Outcome {
     let limiter = &state.limiter;
+    let quota = &quotas[0];
     match decided {
-        Ok(decision) if decision.admitted => Outcome::Admit("redis"),
+        Ok(decision) if decision.admitted => Outcome::Admit(Source::Redis),
         Ok(decision) => {
             // Remembered until Redis's own retry-after, measured from when we asked.
             let until = now.saturating_add(crate::clock::duration_nanos(decision.retry_after));
@@ -484,10 +521,15 @@ fn conclude<C: Clock, Req, P: SharedPartition<Req>>(
                     }
                 },
             );
+            let refusing = quotas.get(decision.quota).unwrap_or(quota);
             let rejection = RateLimited::new(decision.retry_after)
-                .with_quota(limiter.policy.clone(), u64::from(quota.rate()), quota.period())
+                .with_quota(
+                    limiter.policy.clone(),
+                    u64::from(refusing.rate()),
+                    refusing.period(),
+                )
                 .with_remaining(decision.remaining, decision.next);
-            Outcome::Refuse(rejection, "redis")
+            Outcome::Refuse(rejection, Source::Redis)
         }
         Err(err) => {
             tracing::debug!(
@@ -497,20 +539,23 @@ fn conclude<C: Clock, Req, P: SharedPartition<Req>>(
             );
             let store = &state.store.inner;
             match store.on_failure {
-                super::OnStoreFailure::Allow => Outcome::Admit("fallback"),
+                super::OnStoreFailure::Allow => Outcome::Admit(Source::Fallback),
                 super::OnStoreFailure::Refuse => Outcome::Refuse(
-                    RateLimited::new(store.open_for)
-                        .with_quota(limiter.policy.clone(), u64::from(quota.rate()), quota.period()),
-                    "fallback",
+                    RateLimited::new(store.open_for).with_quota(
+                        limiter.policy.clone(),
+                        u64::from(quota.rate()),
+                        quota.period(),
+                    ),
+                    Source::Fallback,
                 ),
                 super::OnStoreFailure::Local { .. } => {
                     let fallback = state.fallback.as_ref().expect("a local fallback limiter");
                     match fallback.check::<true, _, _>(partition, req, fallback.now(), false) {
                         Verdict::Reject(refusal) => {
-                            Outcome::Refuse(fallback.rate_limited(refusal), "fallback")
+                            Outcome::Refuse(fallback.rate_limited(refusal), Source::Fallback)
                         }
                         Verdict::Now(_) | Verdict::Shadowed(_) | Verdict::Later { .. } => {
-                            Outcome::Admit("fallback")
+                            Outcome::Admit(Source::Fallback)
                         }
                     }
                 }
