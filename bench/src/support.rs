@@ -166,3 +166,42 @@ pub fn failsafe_layer<S>(
         breaker: failsafe::Config::new().failure_policy(policy).build(),
     }
 }
+
+/// A `redis-server` of the benchmarks' own on a free loopback port, stopped when dropped.
+#[derive(Debug)]
+pub struct OwnRedis(std::process::Child);
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `$REDIS_URL`, or the URL of a `redis-server` started here (without persistence).
+///
+/// # Panics
+///
+/// Without `REDIS_URL` and without `redis-server` on the `PATH`.
+// Waits for a process to start, outside any runtime.
+#[allow(clippy::disallowed_methods)]
+pub fn redis_url() -> (String, Option<OwnRedis>) {
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        return (url, None);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("REDIS_URL, or redis-server on the PATH");
+    let own = OwnRedis(child);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    (format!("redis://127.0.0.1:{port}"), Some(own))
+}

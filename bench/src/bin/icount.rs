@@ -32,7 +32,7 @@ use tower_governor::key_extractor::GlobalKeyExtractor;
 use tower_rampart::ServiceBuilderExt;
 use tower_rampart::circuit_breaker::CircuitBreakerLayer;
 use tower_rampart::fan_out::{FanOut, Part};
-use tower_rampart::rate_limit::RateLimitLayer;
+use tower_rampart::rate_limit::{RateLimitLayer, RedisStore};
 use tower_rampart::request_id::SetRequestIdLayer;
 use tower_rampart::timeout::TimeoutLayer;
 use tower_rampart_bench::cases;
@@ -374,6 +374,37 @@ fn stack_compared(n: u64) {
     drive(n, compared_stack(), || request(true, false));
 }
 
+/// A key Redis refused, refused again from the shared limiter's local cache: no round
+/// trip. (The first refusal, outside the count, comes from a `redis-server` started here.)
+fn limit_shared_cached_refusal(n: u64) {
+    let (url, _own) = tower_rampart_bench::support::redis_url();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime");
+    let _entered = runtime.enter();
+    let store = RedisStore::builder(redis::Client::open(url).unwrap())
+        .prefix("icount")
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let layer = RateLimitLayer::with_period(1, Duration::from_secs(3_600))
+        .burst(1)
+        .with_key(|_: &Request<()>| Some(7u64))
+        .shared(store)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(handler());
+    runtime.block_on(async {
+        let _ = svc.call(request(false, false)).await;
+        let refused = svc.call(request(false, false)).await;
+        assert!(refused.is_err(), "the second call is refused by Redis");
+    });
+    measured(n, &mut || {
+        let _ = black_box(ready_now(svc.call(black_box(request(false, false)))));
+    });
+}
+
 // --- gRPC ----------------------------------------------------------------------------------
 
 /// A unary gRPC request as tonic sends it.
@@ -519,6 +550,12 @@ const CASES: &[Case] = &[
         name: "rampart refused",
         role: Role::Rampart,
         run: limit_rampart_refused,
+    },
+    Case {
+        group: "rate_limit",
+        name: "shared (Redis), refused from the local cache",
+        role: Role::Rampart,
+        run: limit_shared_cached_refusal,
     },
     Case {
         group: "rate_limit",

@@ -15,6 +15,9 @@ use super::super::gcra::Quota;
 /// to the nanosecond. All quotas admit, or none is charged. Each key expires when its
 /// bucket would be full again, never sooner.
 ///
+/// Stored values are written by concatenation: both parts are integers below 10^14, which
+/// Lua prints exactly.
+///
 /// Returns `{admitted, retry_after_ns, remaining, next_ns, quota}`: on a refusal, the
 /// wait and the state of the quota that refused longest; on an admission, the state of the
 /// first quota after the charge.
@@ -41,9 +44,10 @@ for i = 1, #KEYS do
   local o = 0
   local v = redis.call('GET', KEYS[i])
   if v then
-    local s, n = string.match(v, '^(%d+):(%d+)$')
-    if s then
-      o = (tonumber(s) - now_s) * 1e9 + (tonumber(n) - now_n)
+    local c = string.find(v, ':', 1, true)
+    local s, n = c and tonumber(string.sub(v, 1, c - 1)), c and tonumber(string.sub(v, c + 1))
+    if s and n then
+      o = (s - now_s) * 1e9 + (n - now_n)
       if o < 0 then o = 0 end
     end
   end
@@ -64,7 +68,7 @@ for i = 1, #KEYS do
   local s = now_s + math.floor(total / 1e9)
   local n = total % 1e9
   local ttl = math.max(1, math.ceil(nexts[i] / 1e6))
-  redis.call('SET', KEYS[i], string.format('%.0f:%.0f', s, n), 'PX', ttl)
+  redis.call('SET', KEYS[i], s .. ':' .. n, 'PX', ttl)
 end
 local remaining, next_ns = snapshot(nexts[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 return {1, 0, remaining, next_ns, 1}
