@@ -184,10 +184,13 @@ async fn refusals_match_the_in_memory_limiter() {
         "{refused:?} vs {expected:?}"
     );
     assert!(refused.retry_after() <= expected.retry_after());
-    assert_eq!(
-        tower_rampart::http::retry_after_secs(refused.retry_after()),
-        tower_rampart::http::retry_after_secs(expected.retry_after())
-    );
+    // What a client sees is the same, header for header.
+    let headers = |rejection: tower_rampart::error::RateLimited| {
+        let mut headers = http::HeaderMap::new();
+        Rejection::from(rejection).write_headers(&mut headers);
+        headers
+    };
+    assert_eq!(headers(refused), headers(expected));
 }
 
 #[tokio::test]
@@ -495,4 +498,94 @@ async fn example_servers_share_their_per_client_limit_and_survive_redis_going_aw
         slowest = slowest.max(took);
     }
     assert!(slowest < Duration::from_millis(50), "{slowest:?}");
+}
+
+/// How many times Redis ran a command (from `INFO commandstats`).
+fn calls_of(server: &RedisServer, command: &str) -> u64 {
+    let mut conn = server.client().get_connection().unwrap();
+    let text: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+#[tokio::test]
+async fn leases_save_round_trips_within_their_stated_bound() {
+    let server = RedisServer::start();
+    let replica = || {
+        let layer = RateLimitLayer::per_second(100)
+            .burst(20)
+            .policy_name("test")
+            .with_key(|req: &Request<()>| {
+                req.headers().get("x-client").map(|v| v.as_bytes().to_vec())
+            })
+            .shared(store(&server, "lease", OnStoreFailure::Refuse))
+            .lease(5)
+            .build()
+            .unwrap();
+        let svc: Svc = tower::util::BoxCloneSyncService::new(layer.layer(service_fn(
+            |_: Request<()>| async { Ok::<_, Infallible>(()) },
+        )));
+        svc
+    };
+    let mut replicas = [replica(), replica()];
+    let started = Instant::now();
+    let mut admitted_count = 0u64;
+    let mut i = 0;
+    while started.elapsed() < Duration::from_millis(300) {
+        if admitted(&mut replicas[i % 2], "nia").await.is_ok() {
+            admitted_count += 1;
+        }
+        i += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // burst + rate · t + replicas · lease.
+    let bound = 20 + (100.0 * elapsed).ceil() as u64 + 2 * 5;
+    assert!(
+        admitted_count <= bound,
+        "{admitted_count} admitted, bound {bound}"
+    );
+    assert!(admitted_count >= 20, "{admitted_count}");
+    // Admissions mostly came from leases: far fewer scripts ran than requests were admitted.
+    let scripts = calls_of(&server, "evalsha") + calls_of(&server, "eval");
+    assert!(scripts > 0);
+    let from_redis_admissions = admitted_count.div_ceil(5);
+    assert!(
+        i as u64 > scripts,
+        "{i} requests, {scripts} scripts, {from_redis_admissions} leases at least"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_takes_only_what_the_bucket_has() {
+    let server = RedisServer::start();
+    let layer = RateLimitLayer::per_second(1)
+        .burst(3)
+        .policy_name("test")
+        .with_key(|req: &Request<()>| req.headers().get("x-client").map(|v| v.as_bytes().to_vec()))
+        .shared(store(&server, "small", OnStoreFailure::Refuse))
+        .lease(10)
+        .build()
+        .unwrap();
+    let mut svc: Svc =
+        tower::util::BoxCloneSyncService::new(layer.layer(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(())
+        })));
+    let scripts = || calls_of(&server, "evalsha") + calls_of(&server, "eval");
+    // One decision takes the whole burst of 3: the first is used, two are leased.
+    admitted(&mut svc, "oz").await.unwrap();
+    let after_first = scripts();
+    for _ in 0..2 {
+        admitted(&mut svc, "oz").await.unwrap();
+    }
+    assert_eq!(scripts(), after_first, "leased tokens need no round trip");
+    assert!(
+        admitted(&mut svc, "oz").await.is_err(),
+        "never more than the bucket held"
+    );
+    assert_eq!(scripts(), after_first + 1);
 }

@@ -11,7 +11,7 @@
 //! |---|---|---|---|
 //! | `rampart_rate_limit_requests_total` | counter | `policy`, `outcome` = `admitted` / `delayed` / `rejected` | every decision; in shadow mode a request the limit refuses still goes through and counts as `rejected` |
 //! | `rampart_rate_limit_missing_key_total` | counter | `policy` | a keyed limiter met a request with no key (for `PeerIp`: no peer address, see [`key`](crate::key)) |
-//! | `rampart_rate_limit_decisions_total` | counter | `policy`, `source` = `redis` / `local_cache` / `fallback`, `outcome` = `admitted` / `rejected` | every decision of a limiter shared through Redis (feature `redis`) |
+//! | `rampart_rate_limit_decisions_total` | counter | `policy`, `source` = `redis` / `local_cache` / `lease` / `fallback`, `outcome` = `admitted` / `rejected` | every decision of a limiter shared through Redis (feature `redis`) |
 //! | `rampart_rate_limit_retry_after_seconds` | histogram | `policy` | every rejection: the wait it announces |
 //! | `rampart_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success` / `failure` / `ignored` | every completed call |
 //! | `rampart_circuit_breaker_rejected_total` | counter | `breaker` | every call refused |
@@ -248,7 +248,7 @@ mod enabled {
     #[cfg(feature = "redis")]
     #[derive(Debug)]
     pub(crate) struct SharedDecisions {
-        counters: [Counter; 6],
+        counters: [Counter; 8],
     }
 
     #[cfg(feature = "redis")]
@@ -263,11 +263,13 @@ mod enabled {
                     decision("local_cache", "rejected"),
                     decision("fallback", "admitted"),
                     decision("fallback", "rejected"),
+                    decision("lease", "admitted"),
+                    decision("lease", "rejected"),
                 ],
             }
         }
 
-        /// Counts one decision: `source` 0 redis, 1 local cache, 2 fallback.
+        /// Counts one decision: `source` 0 redis, 1 local cache, 2 fallback, 3 lease.
         #[inline]
         pub(crate) fn record(&self, source: usize, admitted: bool) {
             self.counters[source * 2 + usize::from(!admitted)].increment(1);

@@ -76,6 +76,7 @@ pub struct Waiting;
 pub struct Shared {
     store: super::RedisStore,
     more: Vec<Quota>,
+    lease: u32,
 }
 
 // === impl RateLimitBuilder ===
@@ -442,6 +443,7 @@ impl<P, C> RateLimitBuilder<P, C, super::headers::NoHeaders, Refusing> {
             mode: Shared {
                 store,
                 more: Vec::new(),
+                lease: 1,
             },
         }
     }
@@ -476,6 +478,34 @@ impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
         self
     }
 
+    /// Lease mode, for keys busy enough that a round trip per request costs too much (a
+    /// global limit, a few large tenants): a request that asks Redis takes up to `tokens`
+    /// at once, and this replica admits the next requests of that key from them without a
+    /// round trip, until they are used or as long as they would take to refill. Default: 1
+    /// (no lease).
+    ///
+    /// The bound changes: over any interval of length `t`, all replicas together admit at
+    /// most `burst + rate · t + replicas · tokens`, since a replica may use tokens taken
+    /// before the interval began. Tokens a replica takes and does not use are lost to the
+    /// key for their refill time. Weighted requests (cost other than 1) never use leases,
+    /// and a limiter with [`and_quota`](Self::and_quota) does not lease.
+    ///
+    /// ```no_run
+    /// use tower_rampart::rate_limit::{RateLimitLayer, RedisStore};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::builder(redis::Client::open("redis://127.0.0.1:6379")?).build()?;
+    /// // One limit for the whole fleet, 10 000 per second: a round trip per 20 requests.
+    /// let layer = RateLimitLayer::per_second(10_000).shared(store).lease(20).build()?;
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn lease(mut self, tokens: u32) -> Self {
+        self.mode.lease = tokens;
+        self
+    }
+
     /// Validates the settings and builds the shared limiter.
     ///
     /// # Errors
@@ -493,6 +523,16 @@ impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
         }
         let store = self.mode.store.clone();
         let more = self.mode.more.clone();
+        let lease = self.mode.lease;
+        if lease == 0 || lease > 10_000 {
+            return Err(ConfigError::new("lease", "must be 1 to 10 000 tokens"));
+        }
+        if lease > 1 && !more.is_empty() {
+            return Err(ConfigError::new(
+                "lease",
+                "is not offered with several quotas (and_quota)",
+            ));
+        }
         let clock = self.clock.clone();
         let settings = self.settings.clone();
         let layer = RateLimitBuilder {
@@ -538,6 +578,7 @@ impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
         Ok(super::SharedRateLimitLayer::new(
             layer.limiter,
             more,
+            lease,
             fallback,
             store,
             layer.partition,

@@ -155,7 +155,7 @@ impl Quota {
         Duration::from_nanos(self.tolerance_nanos)
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "redis"))]
     pub(crate) const fn interval_nanos(&self) -> u64 {
         self.interval_nanos
     }

@@ -38,7 +38,8 @@
 //! built, and `EVAL` once more when Redis lost the script (a restart, `SCRIPT FLUSH`, a
 //! failover). A key Redis refused until `T` is refused locally until `T`, without a round
 //! trip: no replica can make capacity appear sooner, so this never admits what Redis would
-//! refuse. The connection is redis-rs's `ConnectionManager`: multiplexed, and re-established
+//! refuse. For very busy keys, [`lease`](super::RateLimitBuilder::lease) takes several
+//! tokens per round trip, with the bound it states. The connection is redis-rs's `ConnectionManager`: multiplexed, and re-established
 //! in the background when it drops.
 //!
 //! # When Redis is slow or gone

@@ -8,7 +8,9 @@ use super::super::gcra::Quota;
 
 /// The script. Per quota `i`: `KEYS[i]` holds the bucket's theoretical arrival time as
 /// `"seconds:nanoseconds"` since the Unix epoch (Redis's `TIME`), `ARGV[2i]` the token
-/// interval in nanoseconds and `ARGV[2i + 1]` the burst; `ARGV[1]` is the request's cost.
+/// interval in nanoseconds and `ARGV[2i + 1]` the burst; `ARGV[1]` is the request's cost and
+/// the last argument the lease: with one quota, an admitted request also takes up to
+/// `lease - 1` more tokens if the bucket has them, for the caller to hand out locally.
 ///
 /// Times are kept relative to `TIME` while deciding, so every number the script computes
 /// stays below 2^53 and Lua's doubles hold it exactly: the decision is the in-memory one,
@@ -18,7 +20,8 @@ use super::super::gcra::Quota;
 /// Stored values are written by concatenation: both parts are integers below 10^14, which
 /// Lua prints exactly.
 ///
-/// Returns `{admitted, retry_after_ns, remaining, next_ns, quota}`: on a refusal, the
+/// Returns `{admitted, retry_after_ns, remaining, next_ns, quota, granted}` (`granted`:
+/// tokens taken, the request's own included): on a refusal, the
 /// wait and the state of the quota that refused longest; on an admission, the state of the
 /// first quota after the charge.
 pub(crate) const GCRA: &str = r"
@@ -26,6 +29,7 @@ local t = redis.call('TIME')
 local now_s = tonumber(t[1])
 local now_n = tonumber(t[2]) * 1000
 local cost = tonumber(ARGV[1])
+local lease = tonumber(ARGV[#ARGV])
 
 local function snapshot(owed, interval, burst)
   if owed <= 0 then return burst, 0 end
@@ -60,7 +64,17 @@ end
 
 if worst > 0 then
   local remaining, next_ns = snapshot(owed[worst], tonumber(ARGV[2 * worst]), tonumber(ARGV[2 * worst + 1]))
-  return {0, worst_wait, remaining, next_ns, worst}
+  return {0, worst_wait, remaining, next_ns, worst, 0}
+end
+
+local granted = 1
+if lease > 1 and #KEYS == 1 then
+  local interval, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local extra = math.floor((interval * burst - nexts[1]) / interval)
+  if extra * interval > interval * burst - nexts[1] then extra = extra - 1 end
+  extra = math.max(0, math.min(lease - 1, extra))
+  nexts[1] = nexts[1] + extra * interval
+  granted = 1 + extra
 end
 
 for i = 1, #KEYS do
@@ -71,7 +85,7 @@ for i = 1, #KEYS do
   redis.call('SET', KEYS[i], s .. ':' .. n, 'PX', ttl)
 end
 local remaining, next_ns = snapshot(nexts[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
-return {1, 0, remaining, next_ns, 1}
+return {1, 0, remaining, next_ns, 1, granted}
 ";
 
 /// Largest bucket (`burst · interval`) a shared limiter accepts: 2^52 ns, about 52 days, so
@@ -87,6 +101,8 @@ pub(crate) struct Decision {
     pub(crate) next: Duration,
     /// Which quota (0-based) the state is about.
     pub(crate) quota: usize,
+    /// Tokens taken for requests of cost 1: this one and those leased (0 on a refusal).
+    pub(crate) granted: u64,
 }
 
 /// The script, with its SHA1 computed once.
@@ -111,13 +127,15 @@ impl Script {
         keys: &[Vec<u8>],
         cost: u32,
         quotas: &[Quota],
+        lease: u32,
     ) -> redis::RedisResult<Decision> {
-        let mut args: Vec<u64> = Vec::with_capacity(1 + 2 * quotas.len());
+        let mut args: Vec<u64> = Vec::with_capacity(2 + 2 * quotas.len());
         args.push(u64::from(cost));
         for quota in quotas {
             args.push(crate::clock::duration_nanos(quota.interval()));
             args.push(u64::from(quota.burst()));
         }
+        args.push(u64::from(lease));
         let mut evalsha = redis::cmd("EVALSHA");
         evalsha.arg(&self.sha).arg(keys.len()).arg(keys).arg(&args);
         let reply: Result<Vec<u64>, redis::RedisError> = evalsha.query_async(conn).await;
@@ -133,12 +151,13 @@ impl Script {
             other => other?,
         };
         match reply.as_slice() {
-            &[admitted, retry_after, remaining, next, quota] => Ok(Decision {
+            &[admitted, retry_after, remaining, next, quota, granted] => Ok(Decision {
                 admitted: admitted == 1,
                 retry_after: Duration::from_nanos(retry_after),
                 remaining,
                 next: Duration::from_nanos(next),
                 quota: usize::try_from(quota.saturating_sub(1)).unwrap_or(0),
+                granted,
             }),
             _ => Err(redis::RedisError::from((
                 redis::ErrorKind::Parse,

@@ -50,6 +50,41 @@ impl Evict for RefusedUntil {
     }
 }
 
+/// Tokens a replica took from Redis ahead of use (lease mode), usable until `expires`.
+struct Leased {
+    tokens: AtomicU64,
+    expires: AtomicU64,
+}
+
+impl Leased {
+    /// Takes one leased token, if one is left and the lease still holds at `now`.
+    fn take(&self, now: u64) -> bool {
+        let expires = self.expires.load(Ordering::Relaxed);
+        expires != CLAIMED
+            && expires > now
+            && self
+                .tokens
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(1))
+                .is_ok()
+    }
+}
+
+impl Evict for Leased {
+    fn claim(&self, now: u64) -> bool {
+        let expires = self.expires.load(Ordering::Relaxed);
+        let claimed = expires != CLAIMED
+            && expires <= now
+            && self
+                .expires
+                .compare_exchange(expires, CLAIMED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if claimed {
+            self.tokens.store(0, Ordering::Relaxed);
+        }
+        claimed
+    }
+}
+
 /// Everything the clones of a shared limiter share.
 pub(crate) struct SharedState<C> {
     /// The limiter's settings (quota, policy, missing keys), its metrics and its clock.
@@ -60,6 +95,9 @@ pub(crate) struct SharedState<C> {
     fallback: Option<Limiter<C>>,
     store: RedisStore,
     refused: KeyedMap<RefusedUntil>,
+    /// Tokens per round trip ([`lease`](crate::rate_limit::RateLimitBuilder::lease)); 1: none.
+    lease: u32,
+    leases: KeyedMap<Leased>,
     decisions: crate::metrics::SharedDecisions,
 }
 
@@ -96,6 +134,7 @@ impl<P, C: Clock> SharedRateLimitLayer<P, C> {
     pub(crate) fn new(
         limiter: Arc<Limiter<C>>,
         more: Vec<Quota>,
+        lease: u32,
         fallback: Option<Limiter<C>>,
         store: RedisStore,
         partition: P,
@@ -106,6 +145,8 @@ impl<P, C: Clock> SharedRateLimitLayer<P, C> {
                 fallback,
                 store,
                 refused: KeyedMap::new(MAX_CACHED_REFUSALS, 1_000_000_000),
+                lease,
+                leases: KeyedMap::new(MAX_CACHED_REFUSALS, 1_000_000_000),
                 decisions: crate::metrics::SharedDecisions::new(limiter.policy.clone()),
                 limiter,
             }),
@@ -286,6 +327,13 @@ where
                     .with_remaining(0, wait),
             );
         }
+        // Lease mode: a token this replica already took from Redis.
+        let lease = if cost == 1 { state.lease } else { 1 };
+        if lease > 1 && state.leases.get(slot, |l| l.take(now)).unwrap_or(false) {
+            state.decisions.record(Source::Lease as usize, true);
+            limiter.metrics.admitted();
+            return SharedFuture::calling(self.inner.call(req));
+        }
         let store = Arc::clone(&state.store.inner);
         let budget = crate::context::current_deadline()
             .map(|deadline| deadline.remaining().saturating_sub(DEADLINE_MARGIN))
@@ -302,7 +350,7 @@ where
             let (names, quotas) = call_args.take().unwrap_or_default();
             async move {
                 let mut conn = store.conn.clone();
-                let decided = store.script.decide(&mut conn, &names, cost, &quotas);
+                let decided = store.script.decide(&mut conn, &names, cost, &quotas, lease);
                 match tokio::time::timeout(budget, decided).await {
                     Ok(Ok(decision)) => Ok::<_, BoxError>(decision),
                     Ok(Err(err)) => Err(err.into()),
@@ -399,6 +447,7 @@ enum Source {
     Redis = 0,
     LocalCache = 1,
     Fallback = 2,
+    Lease = 3,
 }
 
 impl Source {
@@ -407,6 +456,7 @@ impl Source {
             Source::Redis => "redis",
             Source::LocalCache => "local_cache",
             Source::Fallback => "fallback",
+            Source::Lease => "lease",
         }
     }
 }
@@ -449,6 +499,11 @@ where
                     match outcome {
                         Outcome::Admit(source) => {
                             state.decisions.record(source as usize, true);
+                            tracing::debug!(
+                                rate_limit.policy = %limiter.policy,
+                                rate_limit.source = source.as_str(),
+                                "request admitted"
+                            );
                             limiter.metrics.admitted();
                             let mut inner =
                                 inner.take().expect("SharedFuture polled after completion");
@@ -490,7 +545,30 @@ fn conclude<C: Clock, Req, P: SharedPartition<Req>>(
     let limiter = &state.limiter;
     let quota = &quotas[0];
     match decided {
-        Ok(decision) if decision.admitted => Outcome::Admit(Source::Redis),
+        Ok(decision) if decision.admitted => {
+            if decision.granted > 1 {
+                // Leased tokens go unused after the time they would take to come back.
+                let spare = decision.granted - 1;
+                let expires = now.saturating_add(spare.saturating_mul(quota.interval_nanos()));
+                let _ = state.leases.with(
+                    slot,
+                    limiter.now(),
+                    || Leased {
+                        tokens: AtomicU64::new(0),
+                        expires: AtomicU64::new(0),
+                    },
+                    |leased| {
+                        if leased.expires.load(Ordering::Relaxed) == CLAIMED {
+                            return None;
+                        }
+                        leased.tokens.store(spare, Ordering::Relaxed);
+                        leased.expires.store(expires, Ordering::Relaxed);
+                        Some(())
+                    },
+                );
+            }
+            Outcome::Admit(Source::Redis)
+        }
         Ok(decision) => {
             // Remembered until Redis's own retry-after, measured from when we asked.
             let until = now.saturating_add(crate::clock::duration_nanos(decision.retry_after));
