@@ -56,6 +56,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// | [`RateLimited`](Rejection::RateLimited) | 429 + `Retry-After` + `RateLimit-Policy` + `RateLimit` |
 /// | [`TimedOut`](Rejection::TimedOut) | 504 |
 /// | [`PartFailed`](Rejection::PartFailed) | 502 |
+/// | [`Overloaded`](Rejection::Overloaded) | 503 + `Retry-After` |
 ///
 /// ```
 /// use std::time::Duration;
@@ -80,6 +81,9 @@ pub enum Rejection {
     /// An essential part of a fan-out failed, so the whole request fails.
     #[error(transparent)]
     PartFailed(#[from] PartFailed),
+    /// A load shedder refused the request: the service is at its concurrency limit.
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
 }
 
 /// Which kind of [`Rejection`] a value is, without its data: what the response layer's
@@ -102,16 +106,19 @@ pub enum RejectionKind {
     TimedOut,
     /// [`Rejection::PartFailed`].
     PartFailed,
+    /// [`Rejection::Overloaded`].
+    Overloaded,
 }
 
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 impl RejectionKind {
     /// Every kind, in declaration order.
-    pub(crate) const ALL: [Self; 4] = [
+    pub(crate) const ALL: [Self; 5] = [
         Self::CircuitOpen,
         Self::RateLimited,
         Self::TimedOut,
         Self::PartFailed,
+        Self::Overloaded,
     ];
 
     /// The kind's position in [`ALL`](Self::ALL).
@@ -132,6 +139,7 @@ impl Rejection {
             Rejection::RateLimited(_) => RejectionKind::RateLimited,
             Rejection::TimedOut(_) => RejectionKind::TimedOut,
             Rejection::PartFailed(_) => RejectionKind::PartFailed,
+            Rejection::Overloaded(_) => RejectionKind::Overloaded,
         }
     }
 
@@ -185,6 +193,7 @@ impl Rejection {
             Rejection::RateLimited(_) => "rate_limited",
             Rejection::TimedOut(_) => "timed_out",
             Rejection::PartFailed(_) => "part_failed",
+            Rejection::Overloaded(_) => "overloaded",
         }
     }
 
@@ -201,7 +210,10 @@ impl Rejection {
     /// assert!(!Rejection::from(TimedOut::new(Duration::ZERO)).is_refusal());
     /// ```
     pub const fn is_refusal(&self) -> bool {
-        matches!(self, Rejection::RateLimited(_) | Rejection::CircuitOpen(_))
+        matches!(
+            self,
+            Rejection::RateLimited(_) | Rejection::CircuitOpen(_) | Rejection::Overloaded(_)
+        )
     }
 
     /// How long the caller should wait before trying again, when the rejection says so.
@@ -221,6 +233,7 @@ impl Rejection {
         match self {
             Rejection::CircuitOpen(c) => Some(c.retry_after()),
             Rejection::RateLimited(r) => Some(r.retry_after()),
+            Rejection::Overloaded(o) => Some(o.retry_after()),
             Rejection::TimedOut(_) | Rejection::PartFailed(_) => None,
         }
     }
@@ -625,6 +638,81 @@ impl StdError for PartFailed {
         ));
         #[cfg(not(feature = "grpc"))]
         Some(&*self.cause)
+    }
+}
+
+/// A load shedder refused the request: as many requests as the service can take are in
+/// flight. Sent as 503 with `Retry-After` over HTTP, `UNAVAILABLE` with
+/// `grpc-retry-pushback-ms` over gRPC.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_rampart::error::Overloaded;
+///
+/// let shed = Overloaded::new(Duration::from_millis(40), 12);
+/// assert_eq!(shed.retry_after(), Duration::from_millis(40));
+/// assert_eq!(shed.limit(), 12);
+/// assert_eq!(shed.to_string(), "overloaded (limit 12, retry after 40 ms)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overloaded {
+    retry_after: Duration,
+    limit: u64,
+    #[cfg(feature = "grpc")]
+    status: crate::grpc::StatusCell,
+}
+
+// === impl Overloaded ===
+
+impl Overloaded {
+    /// A refusal at a concurrency limit of `limit`, suggesting a retry after `retry_after`.
+    ///
+    /// See [`Overloaded`] for an example.
+    pub const fn new(retry_after: Duration, limit: u64) -> Self {
+        Self {
+            retry_after,
+            limit,
+            #[cfg(feature = "grpc")]
+            status: crate::grpc::StatusCell::new(),
+        }
+    }
+
+    /// When a retry has a chance: about one typical request's time.
+    ///
+    /// See [`Overloaded`] for an example.
+    pub const fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// The concurrency limit the request met.
+    ///
+    /// See [`Overloaded`] for an example.
+    pub const fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+impl fmt::Display for Overloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "overloaded (limit {}, retry after {} ms)",
+            self.limit,
+            self.retry_after.as_millis()
+        )
+    }
+}
+
+impl StdError for Overloaded {
+    /// With the `grpc` feature: the `tonic::Status` for this rejection.
+    #[cfg(feature = "grpc")]
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.status.source(
+            RejectionKind::Overloaded,
+            Some(self.retry_after),
+            self,
+            None,
+        ))
     }
 }
 

@@ -13,6 +13,7 @@
 //! | [`CircuitOpen`](crate::Rejection::CircuitOpen) | 503 | `UNAVAILABLE` (14) | `grpc-retry-pushback-ms` |
 //! | [`TimedOut`](crate::Rejection::TimedOut) | 504 | `DEADLINE_EXCEEDED` (4) | |
 //! | [`PartFailed`](crate::Rejection::PartFailed) | 502 | `UNAVAILABLE` (14), naming the part | |
+//! | [`Overloaded`](crate::Rejection::Overloaded) | 503 | `UNAVAILABLE` (14) | `grpc-retry-pushback-ms` |
 //! | any other error | 500 | `INTERNAL` (13), the error's text never sent | |
 //!
 //! `grpc-retry-pushback-ms` is the wait in whole milliseconds, rounded up: what gRPC clients
@@ -90,7 +91,9 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
 /// The default gRPC code of each kind of rejection.
 pub(crate) const fn default_code(kind: RejectionKind) -> u8 {
     match kind {
-        RejectionKind::CircuitOpen | RejectionKind::PartFailed => code::UNAVAILABLE,
+        RejectionKind::CircuitOpen | RejectionKind::PartFailed | RejectionKind::Overloaded => {
+            code::UNAVAILABLE
+        }
         RejectionKind::RateLimited => code::RESOURCE_EXHAUSTED,
         RejectionKind::TimedOut => code::DEADLINE_EXCEEDED,
     }

@@ -10,6 +10,7 @@
 //! | [`CircuitOpen`](Rejection::CircuitOpen) | 503 | `Retry-After`, `Cache-Control: no-store` | `{"error":"circuit_open","retry_after_s":10}` |
 //! | [`TimedOut`](Rejection::TimedOut) | 504 | | `{"error":"timed_out"}` |
 //! | [`PartFailed`](Rejection::PartFailed) | 502 | | `{"error":"part_failed","part":"core"}` |
+//! | [`Overloaded`](Rejection::Overloaded) | 503 | `Retry-After` | `{"error":"overloaded","retry_after_s":1}` |
 //! | any other error | 500 | | `{"error":"internal"}` (the error is logged once at ERROR, never sent) |
 //!
 //! HTTP/2 requests whose `content-type` is `application/grpc*` are refused the gRPC way instead: HTTP
@@ -109,7 +110,7 @@ const fn ceil_secs(d: Duration) -> u64 {
 // === impl Rejection (HTTP) ===
 
 impl Rejection {
-    /// The status code this rejection maps to by default: 503, 429, 504 or 502
+    /// The status code this rejection maps to by default: 503, 429, 504, 502 or 503
     /// ([`RejectionResponseLayer::status`] overrides it per kind).
     ///
     /// ```
@@ -128,6 +129,7 @@ impl Rejection {
             Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Rejection::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             Rejection::PartFailed(_) => StatusCode::BAD_GATEWAY,
+            Rejection::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -155,7 +157,7 @@ impl Rejection {
             Rejection::RateLimited(limited) => {
                 write_rate_limit_headers(limited, headers);
             }
-            Rejection::TimedOut(_) | Rejection::PartFailed(_) => {}
+            Rejection::TimedOut(_) | Rejection::PartFailed(_) | Rejection::Overloaded(_) => {}
         }
     }
 }

@@ -31,6 +31,7 @@
 //! | `request-id` | yes | [`request_id`] |
 //! | `http` | yes | [`http`]: the rejection → response mapping and [`http::RejectionResponseLayer`] |
 //! | `axum` | yes | `PeerIp` reading axum's `ConnectInfo`; `IntoResponse` for [`Rejection`]; the `Deadline` and `RequestId` extractors |
+//! | `load-shed` | no | [`load_shed`]: a concurrency limit that refuses instead of queueing, with priorities |
 //! | `grpc` | no | tonic integration: `tonic::Status` for every [`Rejection`], tonic's body in rejection responses, gRPC code overrides (the gRPC refusals themselves need only `http`: see [`grpc`]) |
 //! | `quanta` | no | `clock::QuantaClock`, time from the CPU's counter |
 //! | `metrics` | no | [`metrics`]: every layer's series through the `metrics` facade |
@@ -44,6 +45,7 @@
 //! | [`Rejection::CircuitOpen`] | 503 | `Retry-After` (remaining open time), `Cache-Control: no-store` |
 //! | [`Rejection::TimedOut`] | 504 | |
 //! | [`Rejection::PartFailed`] | 502 | |
+//! | [`Rejection::Overloaded`] | 503 | `Retry-After` |
 //! | any other error | 500 | none; the error is logged once, never sent |
 //!
 //! gRPC requests get gRPC answers instead (`RESOURCE_EXHAUSTED`, `UNAVAILABLE`,
@@ -97,6 +99,9 @@ pub mod circuit_breaker;
 #[cfg(feature = "fan-out")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fan-out")))]
 pub mod fan_out;
+#[cfg(feature = "load-shed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "load-shed")))]
+pub mod load_shed;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;

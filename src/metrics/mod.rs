@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | `rampart_rate_limit_requests_total` | counter | `policy`, `outcome` = `admitted` / `delayed` / `rejected` | every decision; in shadow mode a request the limit refuses still goes through and counts as `rejected` |
 //! | `rampart_rate_limit_missing_key_total` | counter | `policy` | a keyed limiter met a request with no key (for `PeerIp`: no peer address, see [`key`](crate::key)) |
+//! | `rampart_load_shed_shed_total` | counter | `name`, `priority` = `sheddable` / `normal` / `critical` | a load shedder refused a request |
 //! | `rampart_rate_limit_decisions_total` | counter | `policy`, `source` = `redis` / `local_cache` / `lease` / `fallback`, `outcome` = `admitted` / `rejected` | every decision of a limiter shared through Redis (feature `redis`) |
 //! | `rampart_rate_limit_retry_after_seconds` | histogram | `policy` | every rejection: the wait it announces |
 //! | `rampart_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success` / `failure` / `ignored` | every completed call |
@@ -244,6 +245,28 @@ mod enabled {
         counter!("rampart_fan_out_failed_total", "part" => part).increment(1);
     }
 
+    /// A load shedder's refusals by priority.
+    #[cfg(feature = "load-shed")]
+    #[derive(Debug)]
+    pub(crate) struct LoadShed {
+        shed: [Counter; 3],
+    }
+
+    #[cfg(feature = "load-shed")]
+    impl LoadShed {
+        pub(crate) fn new(name: &'static str) -> Self {
+            let shed = |priority: &'static str| counter!("rampart_load_shed_shed_total", "name" => name, "priority" => priority);
+            Self {
+                shed: [shed("sheddable"), shed("normal"), shed("critical")],
+            }
+        }
+
+        #[inline]
+        pub(crate) fn shed(&self, priority: crate::load_shed::Priority) {
+            self.shed[priority as usize].increment(1);
+        }
+    }
+
     /// A shared limiter's decisions by source and outcome.
     #[cfg(feature = "redis")]
     #[derive(Debug)]
@@ -331,6 +354,9 @@ mod disabled {
     #[cfg(feature = "fan-out")]
     #[inline(always)]
     pub(crate) fn fan_out_failed(_: &'static str) {}
+    noop!(#[cfg(feature = "load-shed")] LoadShed (&'static str) {
+        shed(crate::load_shed::Priority)
+    });
     noop!(#[cfg(feature = "redis")] SharedDecisions (std::borrow::Cow<'static, str>) {
         record(usize, bool)
     });

@@ -405,6 +405,41 @@ fn limit_shared_cached_refusal(n: u64) {
     });
 }
 
+// --- load shedding ----------------------------------------------------------------------
+
+fn shed_baseline(n: u64) {
+    drive(n, handler(), || request(false, false));
+}
+
+/// A slot taken and given back: the response is dropped, body and all, inside the count.
+fn shed_rampart(n: u64) {
+    let layer = tower_rampart::load_shed::LoadShedLayer::builder()
+        .max_in_flight(1_000)
+        .build()
+        .unwrap();
+    drive(n, layer.layer(handler()), || request(false, false));
+}
+
+/// tower's pair: a concurrency limit (its slot taken in `poll_ready`) that sheds when full.
+fn shed_tower(n: u64) {
+    let svc = ServiceBuilder::new()
+        .load_shed()
+        .concurrency_limit(1_000)
+        .service(handler());
+    let runtime = runtime();
+    let _entered = runtime.enter();
+    let mut svc = svc;
+    let mut ready_call = move || {
+        let ready = ready_now(std::future::poll_fn(|cx| svc.poll_ready(cx)));
+        let _ = black_box(ready);
+        black_box(ready_now(svc.call(black_box(request(false, false)))))
+    };
+    let _ = ready_call();
+    measured(n, &mut || {
+        let _ = ready_call();
+    });
+}
+
 // --- gRPC ----------------------------------------------------------------------------------
 
 /// A unary gRPC request as tonic sends it.
@@ -515,6 +550,24 @@ fn grpc_refused_answered(n: u64) {
 // --- the table -----------------------------------------------------------------------------
 
 const CASES: &[Case] = &[
+    Case {
+        group: "load_shed",
+        name: "baseline",
+        role: Role::Baseline,
+        run: shed_baseline,
+    },
+    Case {
+        group: "load_shed",
+        name: "rampart admitted (slot held to the end of the body)",
+        role: Role::Rampart,
+        run: shed_rampart,
+    },
+    Case {
+        group: "load_shed",
+        name: "tower ConcurrencyLimit + LoadShed",
+        role: Role::Compared,
+        run: shed_tower,
+    },
     Case {
         group: "grpc",
         name: "baseline (answer read to its trailers)",

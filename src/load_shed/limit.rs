@@ -1,0 +1,186 @@
+//! The permit accounting: requests in flight against a limit, by priority. One atomic word
+//! for what is in flight, one for the limit; no lock.
+
+use crate::sync::{Arc, AtomicU64, Ordering};
+
+/// How much a request matters when the service is overloaded.
+///
+/// Under load, [`Sheddable`](Self::Sheddable) requests are refused first, then
+/// [`Normal`](Self::Normal) ones; a share of the limit is kept for
+/// [`Critical`](Self::Critical) ones (see
+/// [`LoadShedBuilder::critical_share`](super::LoadShedBuilder::critical_share)).
+///
+/// ```
+/// use tower_rampart::load_shed::Priority;
+///
+/// assert_eq!(Priority::from_header_value(b"critical"), Some(Priority::Critical));
+/// assert_eq!(Priority::from_header_value(b"batch"), None);
+/// assert_eq!(Priority::default(), Priority::Normal);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// Shed first: prefetches, retries, batch work.
+    Sheddable,
+    /// Most requests.
+    #[default]
+    Normal,
+    /// Shed last, and a share of the limit is theirs alone: health checks, payments.
+    Critical,
+}
+
+impl Priority {
+    /// Reads `critical`, `normal` or `sheddable` (ASCII case ignored); anything else is
+    /// `None`.
+    ///
+    /// See [`Priority`] for an example.
+    pub fn from_header_value(value: &[u8]) -> Option<Self> {
+        [
+            (&b"critical"[..], Self::Critical),
+            (b"normal", Self::Normal),
+            (b"sheddable", Self::Sheddable),
+        ]
+        .into_iter()
+        .find(|(name, _)| value.eq_ignore_ascii_case(name))
+        .map(|(_, priority)| priority)
+    }
+
+    /// The metrics label.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sheddable => "sheddable",
+            Self::Normal => "normal",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// Requests in flight and the limit they are held to.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    in_flight: AtomicU64,
+    limit: AtomicU64,
+    /// Share of the limit only critical requests may use, in thousandths.
+    critical_permille: u64,
+    /// Share of what normal requests may use that sheddable ones may, in thousandths.
+    sheddable_permille: u64,
+}
+
+impl Gate {
+    pub(crate) fn new(limit: u64, critical_permille: u64, sheddable_permille: u64) -> Self {
+        Self {
+            in_flight: AtomicU64::new(0),
+            limit: AtomicU64::new(limit.max(1)),
+            critical_permille,
+            sheddable_permille,
+        }
+    }
+
+    /// The current limit.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight now.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// How many may be in flight when a request of `priority` arrives: the whole limit for
+    /// critical ones, less the critical share for normal ones, a part of that for
+    /// sheddable ones; never below 1.
+    pub(crate) fn cap(&self, priority: Priority) -> u64 {
+        let limit = self.limit();
+        let normal = limit
+            .saturating_sub((limit * self.critical_permille).div_ceil(1_000))
+            .max(1);
+        match priority {
+            Priority::Critical => limit,
+            Priority::Normal => normal,
+            Priority::Sheddable => (normal * self.sheddable_permille / 1_000).max(1),
+        }
+    }
+
+    /// Takes a slot for a request of `priority`, if one is free: one compare-and-swap.
+    #[inline]
+    pub(crate) fn try_acquire(self: &Arc<Self>, priority: Priority) -> Option<Permit> {
+        let cap = self.cap(priority);
+        self.in_flight
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Permit {
+                gate: Arc::clone(self),
+            })
+    }
+}
+
+/// A request's slot, given back when dropped: when the response body has ended, or when the
+/// call is cancelled or fails.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    gate: Arc<Gate>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.gate.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(tower_rampart_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_by_priority() {
+        let gate = Gate::new(100, 100, 500);
+        assert_eq!(gate.cap(Priority::Critical), 100);
+        assert_eq!(gate.cap(Priority::Normal), 90);
+        assert_eq!(gate.cap(Priority::Sheddable), 45);
+        let tiny = Gate::new(1, 100, 500);
+        assert_eq!(
+            [Priority::Critical, Priority::Normal, Priority::Sheddable].map(|p| tiny.cap(p)),
+            [1, 1, 1],
+            "a limit of 1 still admits one of each"
+        );
+    }
+
+    #[test]
+    fn permits_are_counted_and_given_back() {
+        let gate = Arc::new(Gate::new(2, 0, 1_000));
+        let a = gate.try_acquire(Priority::Normal).unwrap();
+        let _b = gate.try_acquire(Priority::Normal).unwrap();
+        assert!(gate.try_acquire(Priority::Critical).is_none());
+        drop(a);
+        assert_eq!(gate.in_flight(), 1);
+        assert!(gate.try_acquire(Priority::Normal).is_some());
+    }
+}
+
+#[cfg(all(test, tower_rampart_loom))]
+mod loom_tests {
+    use super::*;
+
+    #[test]
+    fn loom_two_threads_never_exceed_the_limit_and_give_everything_back() {
+        loom::model(|| {
+            let gate = Arc::new(Gate::new(1, 0, 1_000));
+            let other = Arc::clone(&gate);
+            let t = loom::thread::spawn(move || {
+                let permit = other.try_acquire(Priority::Normal);
+                let admitted = permit.is_some();
+                assert!(other.in_flight() <= 1);
+                drop(permit);
+                admitted
+            });
+            let here = gate.try_acquire(Priority::Normal);
+            assert!(gate.in_flight() <= 1);
+            let admitted_here = here.is_some();
+            drop(here);
+            let admitted_there = t.join().unwrap();
+            assert!(admitted_here || admitted_there, "a free slot is never lost");
+            assert_eq!(gate.in_flight(), 0, "every permit is given back");
+        });
+    }
+}

@@ -1,0 +1,327 @@
+//! The load shedder: refusals at the limit, slots held until the body ends, priorities, the
+//! gRPC answer, and an overload simulated in paused time against a backend of fixed
+//! capacity, with and without the shedder.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
+use tower_rampart::load_shed::{HeaderPriority, LoadShedLayer, Priority};
+use tower_rampart::timeout::TimeoutLayer;
+use tower_rampart::{Rejection, ServiceBuilderExt};
+
+fn ok() -> Response<http_body_util::Full<Bytes>> {
+    Response::new(http_body_util::Full::new(Bytes::from_static(b"done")))
+}
+
+#[tokio::test]
+async fn requests_past_the_limit_are_answered_503_at_once() {
+    let shed = LoadShedLayer::builder()
+        .max_in_flight(2)
+        .critical_share(0.0)
+        .build()
+        .unwrap();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let svc = ServiceBuilder::new()
+        .rejection_response()
+        .layer(shed.clone())
+        .service_fn(move |_: Request<()>| {
+            let mut released = released.clone();
+            async move {
+                let _ = released.wait_for(|r| *r).await;
+                Ok::<_, Infallible>(ok())
+            }
+        });
+    let first = tokio::spawn(svc.clone().oneshot(Request::new(())));
+    let second = tokio::spawn(svc.clone().oneshot(Request::new(())));
+    for _ in 0..100 {
+        if shed.in_flight() == 2 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(shed.in_flight(), 2);
+    let refused = svc.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, r#"{"error":"overloaded","retry_after_s":1}"#);
+    release.send(true).unwrap();
+    for call in [first, second] {
+        let response = call.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        drop(response);
+    }
+    assert_eq!(shed.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_streamed_body_holds_its_slot_until_it_ends() {
+    let shed = LoadShedLayer::builder().max_in_flight(1).build().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(1);
+    let mut rx = Some(rx);
+    let svc = shed.layer(service_fn(move |_: Request<()>| {
+        let rx = rx.take().expect("one call");
+        async move {
+            let stream = tokio_stream_from(rx);
+            Ok::<_, Infallible>(Response::new(http_body_util::StreamBody::new(stream)))
+        }
+    }));
+    let response = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(shed.in_flight(), 1, "the head is out, the body is not");
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"part"))))
+        .await
+        .unwrap();
+    drop(tx);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "part");
+    assert_eq!(shed.in_flight(), 0, "given back at the end of the body");
+}
+
+/// A stream over a channel's receiver (without pulling in tokio-stream).
+fn tokio_stream_from<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+#[tokio::test]
+async fn a_dropped_call_gives_its_slot_back() {
+    let shed = LoadShedLayer::builder().max_in_flight(1).build().unwrap();
+    let svc = shed.layer(service_fn(|_: Request<()>| async {
+        std::future::pending::<()>().await;
+        Ok::<_, Infallible>(ok())
+    }));
+    let call = svc.clone().oneshot(Request::new(()));
+    let mut call = Box::pin(call);
+    assert!(futures_util::FutureExt::now_or_never(call.as_mut()).is_none());
+    assert_eq!(shed.in_flight(), 1);
+    drop(call);
+    assert_eq!(shed.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn critical_requests_keep_their_share_while_sheddable_ones_are_refused() {
+    let shed = LoadShedLayer::builder()
+        .max_in_flight(10)
+        .critical_share(0.2)
+        .sheddable_share(0.5)
+        .prioritize(HeaderPriority::new(http::HeaderName::from_static(
+            "x-priority",
+        )))
+        .build()
+        .unwrap();
+    let svc = shed.layer(service_fn(|_: Request<()>| async {
+        std::future::pending::<()>().await;
+        Ok::<_, Infallible>(ok())
+    }));
+    let request = |priority: &str| {
+        Request::builder()
+            .header("x-priority", priority)
+            .body(())
+            .unwrap()
+    };
+    // Holds calls in flight (pending forever) and reports what was admitted.
+    let mut held = Vec::new();
+    let mut admit = |priority: &str| {
+        let mut call = Box::pin(svc.clone().oneshot(request(priority)));
+        let poll = futures_util::FutureExt::now_or_never(call.as_mut());
+        match poll {
+            None => {
+                held.push(call);
+                true
+            }
+            Some(Err(err)) => {
+                assert!(matches!(
+                    Rejection::find(err.as_ref()),
+                    Some(Rejection::Overloaded(_))
+                ));
+                false
+            }
+            Some(Ok(_)) => unreachable!("the service never answers"),
+        }
+    };
+    // Sheddable requests take at most half of the normal capacity (8 of 10): 4.
+    let sheddable = (0..10).filter(|_| admit("sheddable")).count();
+    assert_eq!(sheddable, 4);
+    // Normal ones fill the normal capacity: 4 more.
+    let normal = (0..10).filter(|_| admit("normal")).count();
+    assert_eq!(normal, 4);
+    // The last 2 slots are for critical requests only.
+    assert!(!admit("normal"));
+    assert!(!admit("sheddable"));
+    let critical = (0..10).filter(|_| admit("critical")).count();
+    assert_eq!(critical, 2);
+    assert_eq!(shed.in_flight(), 10);
+    assert_eq!(
+        Priority::from_header_value(b"CRITICAL"),
+        Some(Priority::Critical)
+    );
+}
+
+#[tokio::test]
+async fn grpc_callers_get_unavailable_with_a_pushback() {
+    let shed = LoadShedLayer::builder()
+        .max_in_flight(1)
+        .retry_after(Duration::from_millis(250))
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .rejection_response()
+        .layer(shed)
+        .service_fn(|_: Request<()>| async {
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(Bytes::new()))
+        });
+    let grpc = || {
+        Request::builder()
+            .version(http::Version::HTTP_2)
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap()
+    };
+    let mut held = Box::pin(svc.clone().oneshot(grpc()));
+    assert!(futures_util::FutureExt::now_or_never(held.as_mut()).is_none());
+    let refused = svc.clone().oneshot(grpc()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::OK);
+    assert_eq!(refused.headers()["grpc-status"], "14");
+    assert_eq!(refused.headers()["grpc-retry-pushback-ms"], "250");
+}
+
+/// What one overload run measured.
+#[derive(Debug)]
+struct Run {
+    offered: u64,
+    good: u64,
+    shed: u64,
+    timed_out: u64,
+    p99: Duration,
+}
+
+/// A backend of `workers` workers taking `service` each, with a queue in front, offered four
+/// times its capacity for `length` (a batch of `workers` requests every `service / 4`);
+/// every call has a deadline of 5 × `service`. The work goes on when its caller gives up,
+/// as a database query does: that is how queues collapse.
+async fn overload(limit: Option<u64>, workers: usize, service: Duration, length: Duration) -> Run {
+    let pool = Arc::new(tokio::sync::Semaphore::new(workers));
+    let backend = service_fn(move |_: Request<()>| {
+        let pool = Arc::clone(&pool);
+        async move {
+            let work = tokio::spawn(async move {
+                let _worker = pool.acquire().await.unwrap();
+                tokio::time::sleep(service).await;
+            });
+            work.await.unwrap();
+            Ok::<_, Infallible>(ok())
+        }
+    });
+    let deadline = TimeoutLayer::new(service * 5).unwrap().ignore_inbound();
+    let svc = match limit {
+        Some(limit) => {
+            let shed = LoadShedLayer::builder()
+                .max_in_flight(limit)
+                .build()
+                .unwrap();
+            tower::util::BoxCloneSyncService::new(
+                ServiceBuilder::new()
+                    .layer(deadline)
+                    .layer(shed)
+                    .service(backend)
+                    .map_response(|r| r.map(|_| ())),
+            )
+        }
+        None => tower::util::BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(deadline)
+                .service(backend)
+                .map_response(|r| r.map(|_| ())),
+        ),
+    };
+    let every = service / 4;
+    let (good, shed, timed_out) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut offered = 0;
+    let mut calls = Vec::new();
+    while started.elapsed() < length {
+        for _ in 0..workers {
+            offered += 1;
+            let svc = svc.clone();
+            let (good, shed, timed_out, latencies) = (
+                good.clone(),
+                shed.clone(),
+                timed_out.clone(),
+                latencies.clone(),
+            );
+            calls.push(tokio::spawn(async move {
+                let sent = Instant::now();
+                match svc.oneshot(Request::new(())).await {
+                    Ok(_) => {
+                        good.fetch_add(1, Ordering::Relaxed);
+                        latencies.lock().unwrap().push(sent.elapsed());
+                    }
+                    Err(err) => match Rejection::find(err.as_ref()) {
+                        Some(Rejection::Overloaded(_)) => {
+                            shed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(Rejection::TimedOut(_)) => {
+                            timed_out.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    },
+                }
+            }));
+        }
+        tokio::time::sleep(every).await;
+    }
+    // Only what finished within the run counts as goodput.
+    for call in calls {
+        call.abort();
+    }
+    let mut latencies = latencies.lock().unwrap().clone();
+    latencies.sort();
+    Run {
+        offered,
+        good: good.load(Ordering::Relaxed),
+        shed: shed.load(Ordering::Relaxed),
+        timed_out: timed_out.load(Ordering::Relaxed),
+        p99: latencies
+            .get(latencies.len() * 99 / 100)
+            .copied()
+            .unwrap_or_default(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_four_times_the_load_goodput_holds_with_the_shedder_and_collapses_without() {
+    let (workers, service, length) = (8, Duration::from_millis(20), Duration::from_secs(10));
+    let capacity = (workers as f64 / service.as_secs_f64() * length.as_secs_f64()) as u64;
+
+    // A limit of 1.5 × the workers: a short queue keeps them busy, nothing waits long.
+    let shedding = overload(Some(workers as u64 * 3 / 2), workers, service, length).await;
+    println!("with the shedder: {shedding:?}, capacity {capacity}");
+    assert!(
+        shedding.good as f64 >= 0.9 * capacity as f64,
+        "{shedding:?}"
+    );
+    assert!(shedding.p99 <= service * 3, "{shedding:?}");
+    assert!(shedding.shed > 0 && shedding.timed_out == 0, "{shedding:?}");
+
+    let queueing = overload(None, workers, service, length).await;
+    println!("without: {queueing:?}, capacity {capacity}");
+    assert!(
+        (queueing.good as f64) < 0.1 * capacity as f64,
+        "{queueing:?}"
+    );
+    assert!(queueing.timed_out > queueing.offered / 2, "{queueing:?}");
+}
