@@ -384,3 +384,38 @@ async fn a_half_sent_head_cannot_hold_shutdown() {
     assert!(stopping.elapsed() < Duration::from_secs(2));
     drop(half);
 }
+
+#[tokio::test(start_paused = true)]
+async fn work_under_200_concurrent_clients_answers_quickly_or_sheds_at_once() {
+    let server = start(app::Config::default()).await;
+    let answers = futures_util::future::join_all((0..200).map(|_| server.get("/work", &[]))).await;
+    let (admitted, shed): (Vec<_>, Vec<_>) =
+        answers.iter().partition(|a| a.status == StatusCode::OK);
+    // 12 slots, of which normal requests may use 9: 3 are kept for critical ones.
+    assert_eq!(
+        admitted.len(),
+        9,
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    for answer in &admitted {
+        assert!(
+            answer.took <= Duration::from_millis(60),
+            "{:?}",
+            answer.took
+        );
+    }
+    for answer in &shed {
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.headers["retry-after"], "1");
+        assert_eq!(answer.took, Duration::ZERO, "refused at once");
+        assert!(answer.headers.contains_key("x-request-id"));
+    }
+    // A critical request still gets one of the slots kept for it while normal ones fill
+    // theirs.
+    let busy = futures_util::future::join_all((0..9).map(|_| server.get("/work", &[])));
+    let critical = server.get("/work", &[("x-priority", "critical")]);
+    let (busy, critical) = tokio::join!(busy, critical);
+    assert_eq!(critical.status, StatusCode::OK);
+    assert!(busy.iter().all(|a| a.status == StatusCode::OK));
+}

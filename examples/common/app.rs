@@ -8,6 +8,7 @@
 //! | `GET /budget` | the time this request has left (the `Deadline` extractor) |
 //! | `GET /flaky` | an upstream that always answers 500, behind a client circuit breaker: 502, then 503 + `Retry-After` without calling it |
 //! | `GET /product/{id}` | the product page by fan-out: `"degraded":["reviews"]` after 300 ms |
+//! | `GET /work` | a resource of 8 workers taking 20 ms each, behind a load shedder of 12 in flight (`x-priority: critical / normal / sheddable`), outside the rate limit: 200 within a few times 20 ms, or 503 + `Retry-After` at once |
 //! | `GET /health` | the breakers' states, outside the rate limit |
 //! | `GET /metrics` | every layer's metrics in the Prometheus text format, outside the rate limit |
 //!
@@ -29,6 +30,7 @@ use tower::util::Either;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_rampart::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use tower_rampart::fan_out::{Answers, FanOut, Part, PartResult};
+use tower_rampart::load_shed::{HeaderPriority, LoadShedLayer};
 use tower_rampart::metrics::HttpMetricsLayer;
 use tower_rampart::rate_limit::{OnStoreFailure, PeerIp, RateLimitLayer, RedisStore};
 use tower_rampart::request_id::SetRequestIdLayer;
@@ -166,6 +168,7 @@ pub(crate) fn app(config: Config) -> Result<App, BoxError> {
     let health_breaker = flaky_breaker.clone();
     let router = Router::new()
         .merge(limited)
+        .merge(work()?)
         .route(
             "/health",
             get(move || {
@@ -206,6 +209,38 @@ pub(crate) fn app(config: Config) -> Result<App, BoxError> {
         flaky_breaker,
         upstream_calls,
     })
+}
+
+/// `/work`: a resource of 8 workers taking 20 ms each (a semaphore inside the handler),
+/// behind a load shedder of 12 in flight: 8 working and a short queue. The example trusts
+/// the `x-priority` header; a real service decides priority from the route or the caller.
+fn work() -> Result<Router, ConfigError> {
+    let workers = Arc::new(tokio::sync::Semaphore::new(8));
+    let shed = LoadShedLayer::builder()
+        .name("work")
+        .max_in_flight(12)
+        .critical_share(0.2)
+        .retry_after(Duration::from_millis(20))
+        .prioritize(HeaderPriority::new(http::HeaderName::from_static(
+            "x-priority",
+        )))
+        .build()?;
+    Ok(Router::new()
+        .route(
+            "/work",
+            get(move || {
+                let workers = Arc::clone(&workers);
+                async move {
+                    let _worker = workers
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    "worked 20 ms\n"
+                }
+            }),
+        )
+        .layer(ServiceBuilder::new().rejection_response().layer(shed)))
 }
 
 /// Takes 5 s: longer than any request may.

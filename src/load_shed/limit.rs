@@ -102,15 +102,15 @@ impl Gate {
 
     /// Takes a slot for a request of `priority`, if one is free: one compare-and-swap.
     #[inline]
-    pub(crate) fn try_acquire(self: &Arc<Self>, priority: Priority) -> Option<Permit> {
-        let cap = self.cap(priority);
-        self.in_flight
+    pub(crate) fn try_acquire(gate: &Arc<Self>, priority: Priority) -> Option<Permit> {
+        let cap = gate.cap(priority);
+        gate.in_flight
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
                 (n < cap).then_some(n + 1)
             })
             .ok()
             .map(|_| Permit {
-                gate: Arc::clone(self),
+                gate: Arc::clone(gate),
             })
     }
 }
@@ -149,12 +149,12 @@ mod tests {
     #[test]
     fn permits_are_counted_and_given_back() {
         let gate = Arc::new(Gate::new(2, 0, 1_000));
-        let a = gate.try_acquire(Priority::Normal).unwrap();
-        let _b = gate.try_acquire(Priority::Normal).unwrap();
-        assert!(gate.try_acquire(Priority::Critical).is_none());
+        let a = Gate::try_acquire(&gate, Priority::Normal).unwrap();
+        let _b = Gate::try_acquire(&gate, Priority::Normal).unwrap();
+        assert!(Gate::try_acquire(&gate, Priority::Critical).is_none());
         drop(a);
         assert_eq!(gate.in_flight(), 1);
-        assert!(gate.try_acquire(Priority::Normal).is_some());
+        assert!(Gate::try_acquire(&gate, Priority::Normal).is_some());
     }
 }
 
@@ -168,13 +168,13 @@ mod loom_tests {
             let gate = Arc::new(Gate::new(1, 0, 1_000));
             let other = Arc::clone(&gate);
             let t = loom::thread::spawn(move || {
-                let permit = other.try_acquire(Priority::Normal);
+                let permit = Gate::try_acquire(&other, Priority::Normal);
                 let admitted = permit.is_some();
                 assert!(other.in_flight() <= 1);
                 drop(permit);
                 admitted
             });
-            let here = gate.try_acquire(Priority::Normal);
+            let here = Gate::try_acquire(&gate, Priority::Normal);
             assert!(gate.in_flight() <= 1);
             let admitted_here = here.is_some();
             drop(here);

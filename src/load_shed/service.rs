@@ -372,7 +372,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let priority = self.layer.prioritize.priority(&req);
-        match self.layer.gate.try_acquire(priority) {
+        match Gate::try_acquire(&self.layer.gate, priority) {
             Some(permit) => ResponseFuture {
                 kind: Kind::Called {
                     future: self.inner.call(req),
