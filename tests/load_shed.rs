@@ -325,3 +325,131 @@ async fn under_four_times_the_load_goodput_holds_with_the_shedder_and_collapses_
     );
     assert!(queueing.timed_out > queueing.offered / 2, "{queueing:?}");
 }
+
+/// One phase of an adaptive run: what was offered, answered in time, and the limit seen at
+/// the end of each window.
+#[derive(Debug, Default)]
+struct Phase {
+    offered: u64,
+    good: u64,
+    p99: Duration,
+    limits: Vec<u64>,
+}
+
+/// An adaptive shedder over `workers` workers taking `service` each, offered four times the
+/// first capacity, through three phases of `length`: full capacity, half (the other half
+/// busy elsewhere), full again. The timeout (5 × `service`) is inside the shedder.
+async fn adaptive_run(workers: usize, service: Duration, length: Duration) -> [Phase; 3] {
+    use tower_rampart::load_shed::AdaptiveLimit;
+
+    let pool = Arc::new(tokio::sync::Semaphore::new(workers));
+    let backend_pool = Arc::clone(&pool);
+    let backend = service_fn(move |_: Request<()>| {
+        let pool = Arc::clone(&backend_pool);
+        async move {
+            let work = tokio::spawn(async move {
+                let _worker = pool.acquire().await.unwrap();
+                tokio::time::sleep(service).await;
+            });
+            work.await.unwrap();
+            Ok::<_, Infallible>(ok())
+        }
+    });
+    let window = service * 5;
+    let shed = LoadShedLayer::builder()
+        .adaptive(AdaptiveLimit::new().initial(4).window(window))
+        .critical_share(0.0)
+        .build()
+        .unwrap();
+    let svc = tower::util::BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(shed.clone())
+            .layer(TimeoutLayer::new(service * 5).unwrap().ignore_inbound())
+            .service(backend)
+            .map_response(|r| r.map(|_| ())),
+    );
+    let mut phases: [Phase; 3] = Default::default();
+    let mut held_back = None;
+    for (i, phase) in phases.iter_mut().enumerate() {
+        if i == 1 {
+            // Half the workers go elsewhere.
+            held_back = Some(
+                Arc::clone(&pool)
+                    .acquire_many_owned(workers as u32 / 2)
+                    .await
+                    .unwrap(),
+            );
+        }
+        if i == 2 {
+            held_back = None;
+        }
+        let _ = &held_back;
+        let good = Arc::new(AtomicU64::new(0));
+        let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let started = Instant::now();
+        let mut next_window = started + window;
+        let mut calls = Vec::new();
+        while started.elapsed() < length {
+            for _ in 0..workers {
+                phase.offered += 1;
+                let svc = svc.clone();
+                let (good, latencies) = (good.clone(), latencies.clone());
+                calls.push(tokio::spawn(async move {
+                    let sent = Instant::now();
+                    if svc.oneshot(Request::new(())).await.is_ok() {
+                        good.fetch_add(1, Ordering::Relaxed);
+                        latencies.lock().unwrap().push(sent.elapsed());
+                    }
+                }));
+            }
+            tokio::time::sleep(service / 4).await;
+            if Instant::now() >= next_window {
+                phase.limits.push(shed.limit());
+                next_window += window;
+            }
+        }
+        for call in calls {
+            call.abort();
+        }
+        let mut latencies = latencies.lock().unwrap().clone();
+        latencies.sort();
+        phase.good = good.load(Ordering::Relaxed);
+        phase.p99 = latencies
+            .get(latencies.len() * 99 / 100)
+            .copied()
+            .unwrap_or_default();
+    }
+    phases
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_adaptive_limit_finds_the_capacity_follows_it_down_and_back_up() {
+    let (workers, service, length) = (8u64, Duration::from_millis(20), Duration::from_secs(10));
+    let phases = adaptive_run(workers as usize, service, length).await;
+    for (i, phase) in phases.iter().enumerate() {
+        println!(
+            "phase {i}: offered {}, good {}, p99 {:?}, limit per window {:?}",
+            phase.offered, phase.good, phase.p99, phase.limits
+        );
+    }
+    // Windows are 100 ms (5 service times). Settled within 10 windows, then held in
+    // [0.8 C, 1.5 C], with every admitted call answered within 3 service times.
+    let settled = |phase: &Phase, capacity: u64| {
+        let (low, high) = ((capacity * 8).div_ceil(10), capacity * 3 / 2);
+        phase.limits[10..].iter().all(|l| (low..=high).contains(l))
+    };
+    let full = |phase: &Phase, capacity: u64| {
+        let per_run = capacity as f64 / service.as_secs_f64() * length.as_secs_f64();
+        phase.good as f64 >= 0.9 * per_run
+    };
+    assert!(settled(&phases[0], workers), "{:?}", phases[0].limits);
+    assert!(full(&phases[0], workers), "goodput {}", phases[0].good);
+    assert!(phases[0].p99 <= service * 3, "{:?}", phases[0].p99);
+    // Half the capacity: the limit follows it down.
+    assert!(settled(&phases[1], workers / 2), "{:?}", phases[1].limits);
+    assert!(full(&phases[1], workers / 2), "goodput {}", phases[1].good);
+    // And back up when it returns.
+    assert!(settled(&phases[2], workers), "{:?}", phases[2].limits);
+    assert!(full(&phases[2], workers), "goodput {}", phases[2].good);
+    assert!(phases.iter().all(|p| p.limits.iter().all(|l| *l >= 1)));
+}

@@ -80,6 +80,11 @@ impl Gate {
         self.limit.load(Ordering::Relaxed)
     }
 
+    /// Moves the limit (at least 1).
+    pub(crate) fn set_limit(&self, limit: u64) {
+        self.limit.store(limit.max(1), Ordering::Relaxed);
+    }
+
     /// Requests in flight now.
     pub(crate) fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)

@@ -51,9 +51,11 @@
 //!
 //! One limit per built layer, shared by every clone and every `Layer::layer` call.
 
+mod adaptive;
 mod limit;
 mod service;
 
+pub use adaptive::AdaptiveLimit;
 pub use limit::Priority;
 pub use service::{
     AllNormal, HeaderPriority, LoadShed, LoadShedBuilder, LoadShedLayer, PermitBody, Prioritize,

@@ -14,6 +14,7 @@ use crate::error::{ConfigError, Overloaded};
 use crate::sync::Arc;
 use crate::{BoxError, Rejection};
 
+use super::adaptive::{AdaptiveLimit, Controller, Signal};
 use super::limit::{Gate, Permit, Priority};
 
 /// What decides a request's [`Priority`]: a closure over the request, or
@@ -106,8 +107,10 @@ impl<B> Prioritize<http::Request<B>> for HeaderPriority {
 /// One limit per built layer, shared by every clone and every `Layer::layer` call.
 pub struct LoadShedLayer<Pr = AllNormal> {
     gate: Arc<Gate>,
+    adaptive: Option<Arc<Controller>>,
     prioritize: Pr,
     retry_after: Duration,
+    name: &'static str,
     metrics: Arc<crate::metrics::LoadShed>,
 }
 
@@ -115,8 +118,10 @@ impl<Pr: Clone> Clone for LoadShedLayer<Pr> {
     fn clone(&self) -> Self {
         Self {
             gate: Arc::clone(&self.gate),
+            adaptive: self.adaptive.clone(),
             prioritize: self.prioritize.clone(),
             retry_after: self.retry_after,
+            name: self.name,
             metrics: Arc::clone(&self.metrics),
         }
     }
@@ -145,6 +150,7 @@ impl LoadShedLayer {
             retry_after: Duration::from_secs(1),
             prioritize: AllNormal,
             name: "default",
+            adaptive: None,
         }
     }
 }
@@ -180,9 +186,28 @@ pub struct LoadShedBuilder<Pr = AllNormal> {
     retry_after: Duration,
     prioritize: Pr,
     name: &'static str,
+    adaptive: Option<AdaptiveLimit>,
 }
 
 impl<Pr> LoadShedBuilder<Pr> {
+    /// Moves the limit with the load instead of fixing it: see [`AdaptiveLimit`] for the
+    /// rule. `max_in_flight` is then ignored; the limit starts at `AdaptiveLimit::initial`.
+    ///
+    /// Put timeouts inside the shedder (between it and the handler): a call an outer layer
+    /// gives up on is dropped, and a dropped call says nothing, like a client that went away.
+    ///
+    /// ```
+    /// use tower_rampart::load_shed::{AdaptiveLimit, LoadShedLayer};
+    ///
+    /// let layer = LoadShedLayer::builder().adaptive(AdaptiveLimit::new().initial(8)).build()?;
+    /// assert_eq!(layer.limit(), 8);
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub fn adaptive(mut self, adaptive: AdaptiveLimit) -> Self {
+        self.adaptive = Some(adaptive);
+        self
+    }
+
     /// Requests in flight at most. Default: 64.
     ///
     /// See [`LoadShedLayer`] for an example.
@@ -270,6 +295,7 @@ impl<Pr> LoadShedBuilder<Pr> {
             retry_after: self.retry_after,
             prioritize,
             name: self.name,
+            adaptive: self.adaptive,
         }
     }
 
@@ -299,15 +325,21 @@ impl<Pr> LoadShedBuilder<Pr> {
         if self.retry_after.is_zero() {
             return Err(ConfigError::new("retry_after", "must be more than zero"));
         }
+        if let Some(adaptive) = &self.adaptive {
+            adaptive.validate()?;
+        }
         let permille = |share: f64| (share * 1_000.0).round() as u64;
+        let limit = self.adaptive.map_or(self.max_in_flight, |a| a.initial);
         Ok(LoadShedLayer {
             gate: Arc::new(Gate::new(
-                self.max_in_flight,
+                limit,
                 permille(self.critical_share),
                 permille(self.sheddable_share),
             )),
+            adaptive: self.adaptive.map(|a| Arc::new(Controller::new(a))),
             prioritize: self.prioritize,
             retry_after: self.retry_after,
+            name: self.name,
             metrics: Arc::new(crate::metrics::LoadShed::new(self.name)),
         })
     }
@@ -373,12 +405,24 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let priority = self.layer.prioritize.priority(&req);
         match Gate::try_acquire(&self.layer.gate, priority) {
-            Some(permit) => ResponseFuture {
-                kind: Kind::Called {
-                    future: self.inner.call(req),
-                    permit: Some(permit),
-                },
-            },
+            Some(permit) => {
+                let adaptive = self.layer.adaptive.as_ref().map(|controller| {
+                    controller.admitted(self.layer.gate.in_flight());
+                    Adaptive {
+                        controller: Arc::clone(controller),
+                        gate: Arc::clone(&self.layer.gate),
+                        name: self.layer.name,
+                        start: controller.now(),
+                    }
+                });
+                ResponseFuture {
+                    kind: Kind::Called {
+                        future: self.inner.call(req),
+                        permit: Some(permit),
+                        adaptive,
+                    },
+                }
+            }
             None => {
                 self.layer.metrics.shed(priority);
                 let limit = self.layer.gate.limit();
@@ -408,7 +452,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Called { #[pin] future: F, permit: Option<Permit> },
+        Called { #[pin] future: F, permit: Option<Permit>, adaptive: Option<Adaptive> },
         Shed { rejection: Option<Overloaded> },
     }
 }
@@ -435,8 +479,16 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Called { future, permit } => {
-                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+            KindProj::Called {
+                future,
+                permit,
+                adaptive,
+            } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                if let Some(adaptive) = adaptive.take() {
+                    adaptive.complete(&result);
+                }
+                let response = result?;
                 // The slot goes with the body; a failed call has given it back already.
                 let permit = permit.take();
                 Poll::Ready(Ok(response.map(|body| PermitBody {
@@ -451,6 +503,68 @@ where
                 Poll::Ready(Err(Box::new(Rejection::from(rejection))))
             }
         }
+    }
+}
+
+/// What an admitted call of an adaptive shedder reports when it completes.
+struct Adaptive {
+    controller: Arc<Controller>,
+    gate: Arc<Gate>,
+    name: &'static str,
+    /// When the call was admitted, ns of the controller's clock.
+    start: u64,
+}
+
+impl Adaptive {
+    fn complete<B>(self, result: &Result<http::Response<B>, BoxError>) {
+        let now = self.controller.now();
+        let signal = signal_of(result, now.saturating_sub(self.start));
+        if let Some((limit, state)) = self.controller.complete(signal, now) {
+            let before = self.gate.limit();
+            self.gate.set_limit(limit);
+            if limit != before {
+                tracing::debug!(
+                    load_shed.name = self.name,
+                    load_shed.limit = limit,
+                    load_shed.previous = before,
+                    load_shed.baseline_ms = state.baseline / 1e6,
+                    load_shed.slow_start = state.slow_start,
+                    "load shedder limit changed"
+                );
+                crate::metrics::load_shed_limit(self.name, limit);
+            }
+        }
+    }
+}
+
+/// What a completed call says about load (see [`AdaptiveLimit`]).
+fn signal_of<B>(result: &Result<http::Response<B>, BoxError>, latency: u64) -> Signal {
+    match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            if matches!(status, 429 | 503 | 504) {
+                return Signal::Overload;
+            }
+            if status == 200 && crate::grpc::is_grpc(response.headers()) {
+                // A Trailers-Only refusal or timeout from a gRPC service below.
+                let code = response.headers().get("grpc-status").map(|v| v.as_bytes());
+                if matches!(code, Some(b"4" | b"8" | b"14")) {
+                    return Signal::Overload;
+                }
+            }
+            if response.status().is_client_error() || response.status().is_server_error() {
+                Signal::Neutral
+            } else {
+                Signal::Latency(latency)
+            }
+        }
+        Err(err) => match Rejection::find(err.as_ref()) {
+            Some(Rejection::TimedOut(_) | Rejection::RateLimited(_) | Rejection::Overloaded(_)) => {
+                Signal::Overload
+            }
+            Some(Rejection::CircuitOpen(_)) => Signal::Overload,
+            _ => Signal::Neutral,
+        },
     }
 }
 

@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | `rampart_rate_limit_requests_total` | counter | `policy`, `outcome` = `admitted` / `delayed` / `rejected` | every decision; in shadow mode a request the limit refuses still goes through and counts as `rejected` |
 //! | `rampart_rate_limit_missing_key_total` | counter | `policy` | a keyed limiter met a request with no key (for `PeerIp`: no peer address, see [`key`](crate::key)) |
+//! | `rampart_load_shed_limit` | gauge | `name` | an adaptive load shedder moved its limit |
 //! | `rampart_load_shed_shed_total` | counter | `name`, `priority` = `sheddable` / `normal` / `critical` | a load shedder refused a request |
 //! | `rampart_rate_limit_decisions_total` | counter | `policy`, `source` = `redis` / `local_cache` / `lease` / `fallback`, `outcome` = `admitted` / `rejected` | every decision of a limiter shared through Redis (feature `redis`) |
 //! | `rampart_rate_limit_retry_after_seconds` | histogram | `policy` | every rejection: the wait it announces |
@@ -267,6 +268,11 @@ mod enabled {
         }
     }
 
+    #[cfg(feature = "load-shed")]
+    pub(crate) fn load_shed_limit(name: &'static str, limit: u64) {
+        gauge!("rampart_load_shed_limit", "name" => name).set(limit as f64);
+    }
+
     /// A shared limiter's decisions by source and outcome.
     #[cfg(feature = "redis")]
     #[derive(Debug)]
@@ -354,6 +360,9 @@ mod disabled {
     #[cfg(feature = "fan-out")]
     #[inline(always)]
     pub(crate) fn fan_out_failed(_: &'static str) {}
+    #[cfg(feature = "load-shed")]
+    #[inline(always)]
+    pub(crate) fn load_shed_limit(_: &'static str, _: u64) {}
     noop!(#[cfg(feature = "load-shed")] LoadShed (&'static str) {
         shed(crate::load_shed::Priority)
     });
