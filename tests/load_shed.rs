@@ -453,3 +453,37 @@ async fn the_adaptive_limit_finds_the_capacity_follows_it_down_and_back_up() {
     assert!(full(&phases[2], workers), "goodput {}", phases[2].good);
     assert!(phases.iter().all(|p| p.limits.iter().all(|l| *l >= 1)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_whose_deadline_is_nearer_than_a_typical_call_is_refused_at_once() {
+    use tower_rampart::context::{self, Context, Deadline};
+    use tower_rampart::load_shed::AdaptiveLimit;
+
+    let shed = LoadShedLayer::builder()
+        .adaptive(AdaptiveLimit::new().initial(50).window(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let svc = shed.layer(service_fn(|_: Request<()>| async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok::<_, Infallible>(ok())
+    }));
+    // A few windows of 20 ms calls: the typical call is measured.
+    for _ in 0..6 {
+        let calls = (0..10).map(|_| svc.clone().oneshot(Request::new(())));
+        for response in futures_util::future::join_all(calls).await {
+            response.unwrap();
+        }
+    }
+    let soon = Context::new().with_deadline(Deadline::after(Duration::from_millis(5)));
+    let started = Instant::now();
+    let err = context::scope(soon, svc.clone().oneshot(Request::new(())))
+        .await
+        .unwrap_err();
+    assert!(matches!(Rejection::find(err.as_ref()), Some(Rejection::TimedOut(_))), "{err}");
+    assert_eq!(started.elapsed(), Duration::ZERO, "refused without waiting");
+    assert_eq!(shed.in_flight(), 0, "and without taking a slot");
+    let later = Context::new().with_deadline(Deadline::after(Duration::from_millis(100)));
+    context::scope(later, svc.clone().oneshot(Request::new(())))
+        .await
+        .unwrap();
+}

@@ -291,6 +291,8 @@ pub(crate) struct Controller {
     window_start: AtomicU64,
     limit_bits: AtomicU64,
     baseline_bits: AtomicU64,
+    /// The last window's median latency (ns): what a call typically takes now.
+    typical: AtomicU64,
     slow_start: crate::sync::AtomicBool,
     epoch: tokio::time::Instant,
 }
@@ -308,6 +310,7 @@ impl Controller {
             window_start: AtomicU64::new(0),
             limit_bits: AtomicU64::new((config.initial as f64).to_bits()),
             baseline_bits: AtomicU64::new(0f64.to_bits()),
+            typical: AtomicU64::new(0),
             slow_start: crate::sync::AtomicBool::new(true),
             epoch: tokio::time::Instant::now(),
             config,
@@ -317,6 +320,14 @@ impl Controller {
     /// Now, in ns since the controller was made: the one clock read at each end of a call.
     pub(crate) fn now(&self) -> u64 {
         crate::clock::duration_nanos(self.epoch.elapsed())
+    }
+
+    /// What a call typically takes now (the last window's median), if measured yet.
+    pub(crate) fn typical(&self) -> Option<std::time::Duration> {
+        match self.typical.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(std::time::Duration::from_nanos(nanos)),
+        }
     }
 
     /// Notes that `in_flight` calls are in flight after an admission.
@@ -345,6 +356,9 @@ impl Controller {
             .compare_exchange(start, now, Ordering::AcqRel, Ordering::Relaxed)
             .ok()?;
         let (samples, p50, p90) = self.latencies.drain();
+        if samples > 0 {
+            self.typical.store(p50, Ordering::Relaxed);
+        }
         let measured = Window {
             samples,
             p50,

@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{ConfigError, Overloaded};
+use crate::error::{ConfigError, Overloaded, TimedOut};
 use crate::sync::Arc;
 use crate::{BoxError, Rejection};
 
@@ -195,6 +195,11 @@ impl<Pr> LoadShedBuilder<Pr> {
     ///
     /// Put timeouts inside the shedder (between it and the handler): a call an outer layer
     /// gives up on is dropped, and a dropped call says nothing, like a client that went away.
+    ///
+    /// An adaptive shedder also refuses at once, with
+    /// [`Rejection::TimedOut`](crate::Rejection::TimedOut) (504), a call whose
+    /// [deadline](crate::context) is nearer than what calls take now (the last window's
+    /// median): admitted, it would only time out after taking a slot.
     ///
     /// ```
     /// use tower_rampart::load_shed::{AdaptiveLimit, LoadShedLayer};
@@ -404,6 +409,26 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let priority = self.layer.prioritize.priority(&req);
+        // A call whose deadline is nearer than what calls take now would only time out.
+        if let Some(controller) = &self.layer.adaptive {
+            let left = crate::context::current_deadline().map(|d| d.remaining());
+            if let (Some(left), Some(typical)) = (left, controller.typical()) {
+                if left < typical {
+                    self.layer.metrics.too_late(priority);
+                    tracing::debug!(
+                        load_shed.priority = priority.as_str(),
+                        load_shed.left_ms = left.as_millis() as u64,
+                        load_shed.typical_ms = typical.as_millis() as u64,
+                        "request refused: its deadline is nearer than a typical call"
+                    );
+                    return ResponseFuture {
+                        kind: Kind::TooLate {
+                            rejection: Some(TimedOut::new(left)),
+                        },
+                    };
+                }
+            }
+        }
         match Gate::try_acquire(&self.layer.gate, priority) {
             Some(permit) => {
                 let adaptive = self.layer.adaptive.as_ref().map(|controller| {
@@ -454,6 +479,7 @@ pin_project_lite::pin_project! {
     enum Kind<F> {
         Called { #[pin] future: F, permit: Option<Permit>, adaptive: Option<Adaptive> },
         Shed { rejection: Option<Overloaded> },
+        TooLate { rejection: Option<TimedOut> },
     }
 }
 
@@ -462,6 +488,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
         let state = match self.kind {
             Kind::Called { .. } => "called",
             Kind::Shed { .. } => "shed",
+            Kind::TooLate { .. } => "too late",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -497,6 +524,12 @@ where
                 })))
             }
             KindProj::Shed { rejection } => {
+                let rejection = rejection
+                    .take()
+                    .expect("ResponseFuture polled after completion");
+                Poll::Ready(Err(Box::new(Rejection::from(rejection))))
+            }
+            KindProj::TooLate { rejection } => {
                 let rejection = rejection
                     .take()
                     .expect("ResponseFuture polled after completion");

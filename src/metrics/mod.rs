@@ -12,7 +12,7 @@
 //! | `rampart_rate_limit_requests_total` | counter | `policy`, `outcome` = `admitted` / `delayed` / `rejected` | every decision; in shadow mode a request the limit refuses still goes through and counts as `rejected` |
 //! | `rampart_rate_limit_missing_key_total` | counter | `policy` | a keyed limiter met a request with no key (for `PeerIp`: no peer address, see [`key`](crate::key)) |
 //! | `rampart_load_shed_limit` | gauge | `name` | an adaptive load shedder moved its limit |
-//! | `rampart_load_shed_shed_total` | counter | `name`, `priority` = `sheddable` / `normal` / `critical` | a load shedder refused a request |
+//! | `rampart_load_shed_shed_total` | counter | `name`, `priority` = `sheddable` / `normal` / `critical`, `reason` = `limit` / `deadline` | a load shedder refused a request: at its limit, or with a deadline nearer than a typical call |
 //! | `rampart_rate_limit_decisions_total` | counter | `policy`, `source` = `redis` / `local_cache` / `lease` / `fallback`, `outcome` = `admitted` / `rejected` | every decision of a limiter shared through Redis (feature `redis`) |
 //! | `rampart_rate_limit_retry_after_seconds` | histogram | `policy` | every rejection: the wait it announces |
 //! | `rampart_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success` / `failure` / `ignored` | every completed call |
@@ -251,20 +251,32 @@ mod enabled {
     #[derive(Debug)]
     pub(crate) struct LoadShed {
         shed: [Counter; 3],
+        too_late: [Counter; 3],
     }
 
     #[cfg(feature = "load-shed")]
     impl LoadShed {
         pub(crate) fn new(name: &'static str) -> Self {
-            let shed = |priority: &'static str| counter!("rampart_load_shed_shed_total", "name" => name, "priority" => priority);
+            let shed = |priority: &'static str, reason: &'static str| {
+                counter!("rampart_load_shed_shed_total", "name" => name, "priority" => priority, "reason" => reason)
+            };
             Self {
-                shed: [shed("sheddable"), shed("normal"), shed("critical")],
+                shed: [shed("sheddable", "limit"), shed("normal", "limit"), shed("critical", "limit")],
+                too_late: [
+                    shed("sheddable", "deadline"),
+                    shed("normal", "deadline"),
+                    shed("critical", "deadline"),
+                ],
             }
         }
 
         #[inline]
         pub(crate) fn shed(&self, priority: crate::load_shed::Priority) {
             self.shed[priority as usize].increment(1);
+        }
+
+        pub(crate) fn too_late(&self, priority: crate::load_shed::Priority) {
+            self.too_late[priority as usize].increment(1);
         }
     }
 
@@ -364,7 +376,7 @@ mod disabled {
     #[inline(always)]
     pub(crate) fn load_shed_limit(_: &'static str, _: u64) {}
     noop!(#[cfg(feature = "load-shed")] LoadShed (&'static str) {
-        shed(crate::load_shed::Priority)
+        shed(crate::load_shed::Priority), too_late(crate::load_shed::Priority)
     });
     noop!(#[cfg(feature = "redis")] SharedDecisions (std::borrow::Cow<'static, str>) {
         record(usize, bool)
