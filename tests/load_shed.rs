@@ -460,7 +460,11 @@ async fn a_call_whose_deadline_is_nearer_than_a_typical_call_is_refused_at_once(
     use tower_rampart::load_shed::AdaptiveLimit;
 
     let shed = LoadShedLayer::builder()
-        .adaptive(AdaptiveLimit::new().initial(50).window(Duration::from_millis(50)))
+        .adaptive(
+            AdaptiveLimit::new()
+                .initial(50)
+                .window(Duration::from_millis(50)),
+        )
         .build()
         .unwrap();
     let svc = shed.layer(service_fn(|_: Request<()>| async {
@@ -479,11 +483,78 @@ async fn a_call_whose_deadline_is_nearer_than_a_typical_call_is_refused_at_once(
     let err = context::scope(soon, svc.clone().oneshot(Request::new(())))
         .await
         .unwrap_err();
-    assert!(matches!(Rejection::find(err.as_ref()), Some(Rejection::TimedOut(_))), "{err}");
+    assert!(
+        matches!(Rejection::find(err.as_ref()), Some(Rejection::TimedOut(_))),
+        "{err}"
+    );
     assert_eq!(started.elapsed(), Duration::ZERO, "refused without waiting");
     assert_eq!(shed.in_flight(), 0, "and without taking a slot");
     let later = Context::new().with_deadline(Deadline::after(Duration::from_millis(100)));
     context::scope(later, svc.clone().oneshot(Request::new(())))
         .await
         .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_throttle_backs_off_a_refusing_service_and_returns_when_it_recovers() {
+    use std::sync::atomic::AtomicBool;
+    use tower_rampart::load_shed::AdaptiveThrottleLayer;
+
+    let healthy = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let (up, counter) = (Arc::clone(&healthy), Arc::clone(&sent));
+    let throttle = AdaptiveThrottleLayer::builder()
+        .window(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let client = throttle.layer(service_fn(move |_: Request<()>| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let status = if up.load(Ordering::Relaxed) {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        async move {
+            let mut response = ok();
+            *response.status_mut() = status;
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    // 10 s of a service answering 503 to everything, one call every 10 ms.
+    let mut local = 0;
+    for i in 0..1_000 {
+        match client.clone().oneshot(Request::new(())).await {
+            Ok(_) => {}
+            Err(err) => {
+                assert!(matches!(
+                    Rejection::find(err.as_ref()),
+                    Some(Rejection::Overloaded(_))
+                ));
+                if i >= 500 {
+                    local += 1;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Settled at the maximum: 90% of calls refused locally, so the service sees a tenth.
+    assert!(
+        (400..=475).contains(&local),
+        "{local} of the last 500 refused locally"
+    );
+    assert!((throttle.rejection_probability() - 0.9).abs() < 0.01);
+    let sent_while_down = sent.load(Ordering::Relaxed);
+    assert!(
+        sent_while_down < 250,
+        "{sent_while_down} of 1 000 reached the service"
+    );
+
+    // The service recovers: within a window, the throttle lets everything through again.
+    healthy.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    for _ in 0..100 {
+        client.clone().oneshot(Request::new(())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(throttle.rejection_probability(), 0.0);
 }

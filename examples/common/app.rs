@@ -8,7 +8,7 @@
 //! | `GET /budget` | the time this request has left (the `Deadline` extractor) |
 //! | `GET /flaky` | an upstream that always answers 500, behind a client circuit breaker: 502, then 503 + `Retry-After` without calling it |
 //! | `GET /product/{id}` | the product page by fan-out: `"degraded":["reviews"]` after 300 ms |
-//! | `GET /work` | a resource of 8 workers taking 20 ms each, behind a load shedder of 12 in flight (`x-priority: critical / normal / sheddable`), outside the rate limit: 200 within a few times 20 ms, or 503 + `Retry-After` at once |
+//! | `GET /work` | a resource of 8 workers taking 20 ms each, behind an adaptive load shedder starting at 12 in flight (`x-priority: critical / normal / sheddable`), outside the rate limit: 200 within a few times 20 ms, or 503 + `Retry-After` at once |
 //! | `GET /health` | the breakers' states, outside the rate limit |
 //! | `GET /metrics` | every layer's metrics in the Prometheus text format, outside the rate limit |
 //!
@@ -30,7 +30,7 @@ use tower::util::Either;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_rampart::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use tower_rampart::fan_out::{Answers, FanOut, Part, PartResult};
-use tower_rampart::load_shed::{HeaderPriority, LoadShedLayer};
+use tower_rampart::load_shed::{AdaptiveLimit, HeaderPriority, LoadShedLayer};
 use tower_rampart::metrics::HttpMetricsLayer;
 use tower_rampart::rate_limit::{OnStoreFailure, PeerIp, RateLimitLayer, RedisStore};
 use tower_rampart::request_id::SetRequestIdLayer;
@@ -212,13 +212,20 @@ pub(crate) fn app(config: Config) -> Result<App, BoxError> {
 }
 
 /// `/work`: a resource of 8 workers taking 20 ms each (a semaphore inside the handler),
-/// behind a load shedder of 12 in flight: 8 working and a short queue. The example trusts
+/// behind an adaptive load shedder starting at 12 in flight: 8 working and a short queue. The example trusts
 /// the `x-priority` header; a real service decides priority from the route or the caller.
 fn work() -> Result<Router, ConfigError> {
     let workers = Arc::new(tokio::sync::Semaphore::new(8));
+    // Starts at 12 in flight (8 working, a short queue) and follows what the workers manage.
     let shed = LoadShedLayer::builder()
         .name("work")
-        .max_in_flight(12)
+        .adaptive(
+            AdaptiveLimit::new()
+                .initial(12)
+                .min(2)
+                .max(64)
+                .window(Duration::from_millis(100)),
+        )
         .critical_share(0.2)
         .retry_after(Duration::from_millis(20))
         .prioritize(HeaderPriority::new(http::HeaderName::from_static(

@@ -25,6 +25,11 @@
 //! # Ok::<(), tower_rampart::ConfigError>(())
 //! ```
 //!
+//! [`AdaptiveLimit`] moves the limit with the load (it finds the capacity, follows it when
+//! it drops, and refuses calls whose deadline is too near to be met);
+//! [`AdaptiveThrottleLayer`] is its client-side companion, refusing locally when the
+//! service called keeps refusing.
+//!
 //! # Compared with tower's `ConcurrencyLimit` and `LoadShed`
 //!
 //! tower's `ConcurrencyLimit` waits in `poll_ready` for a slot (queueing, which is what
@@ -54,10 +59,14 @@
 mod adaptive;
 mod limit;
 mod service;
+mod throttle;
 
 pub use adaptive::AdaptiveLimit;
 pub use limit::Priority;
 pub use service::{
     AllNormal, HeaderPriority, LoadShed, LoadShedBuilder, LoadShedLayer, PermitBody, Prioritize,
     ResponseFuture,
+};
+pub use throttle::{
+    AdaptiveThrottle, AdaptiveThrottleBuilder, AdaptiveThrottleLayer, ThrottleFuture,
 };

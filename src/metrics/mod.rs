@@ -257,11 +257,13 @@ mod enabled {
     #[cfg(feature = "load-shed")]
     impl LoadShed {
         pub(crate) fn new(name: &'static str) -> Self {
-            let shed = |priority: &'static str, reason: &'static str| {
-                counter!("rampart_load_shed_shed_total", "name" => name, "priority" => priority, "reason" => reason)
-            };
+            let shed = |priority: &'static str, reason: &'static str| counter!("rampart_load_shed_shed_total", "name" => name, "priority" => priority, "reason" => reason);
             Self {
-                shed: [shed("sheddable", "limit"), shed("normal", "limit"), shed("critical", "limit")],
+                shed: [
+                    shed("sheddable", "limit"),
+                    shed("normal", "limit"),
+                    shed("critical", "limit"),
+                ],
                 too_late: [
                     shed("sheddable", "deadline"),
                     shed("normal", "deadline"),
