@@ -8,7 +8,7 @@ use crate::sync::{AtomicU64, Ordering};
 
 /// How the limit of an adaptive [`LoadShedLayer`](super::LoadShedLayer) moves.
 ///
-/// Each window (default 250 ms, and at least 10 completed calls) the layer looks at what
+/// Each window (default 250 ms, and at least 16 completed calls) the layer looks at what
 /// completed in it: the 90th percentile latency of the calls that succeeded, how many calls
 /// showed overload (they timed out, or the service below refused them: 429, 503, 504, gRPC
 /// `RESOURCE_EXHAUSTED`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`), and the most calls that were
@@ -93,7 +93,7 @@ impl AdaptiveLimit {
         self
     }
 
-    /// How often the limit moves. Default: 250 ms (a window also waits for 10 calls).
+    /// How often the limit moves. Default: 250 ms (a window also waits for 16 calls).
     ///
     /// See [`AdaptiveLimit`] for an example.
     pub const fn window(mut self, window: Duration) -> Self {
@@ -298,7 +298,10 @@ pub(crate) struct Controller {
 }
 
 /// Calls a window needs, besides its time, before the limit moves.
-const MIN_CALLS: u64 = 10;
+const MIN_CALLS: u64 = 16;
+
+/// Every how many calls a completion looks at the time to see if its window is over.
+const CHECK_EVERY: u64 = 8;
 
 impl Controller {
     pub(crate) fn new(config: AdaptiveLimit) -> Self {
@@ -317,11 +320,6 @@ impl Controller {
         }
     }
 
-    /// Now, in ns since the controller was made: the one clock read at each end of a call.
-    pub(crate) fn now(&self) -> u64 {
-        crate::clock::duration_nanos(self.epoch.elapsed())
-    }
-
     /// What a call typically takes now (the last window's median), if measured yet.
     pub(crate) fn typical(&self) -> Option<std::time::Duration> {
         match self.typical.load(Ordering::Relaxed) {
@@ -336,8 +334,14 @@ impl Controller {
         self.max_in_flight.fetch_max(in_flight, Ordering::Relaxed);
     }
 
-    /// Records a completed call; returns the new limit when this call closed a window.
-    pub(crate) fn complete(&self, signal: Signal, now: u64) -> Option<(u64, State)> {
+    /// Records a completed call that ended at `end`; returns the new limit when this call
+    /// closed a window. The time is turned into the window's terms only every few calls
+    /// (reading a clock is cheap, converting it is not).
+    pub(crate) fn complete(
+        &self,
+        signal: Signal,
+        end: tokio::time::Instant,
+    ) -> Option<(u64, State)> {
         match signal {
             Signal::Latency(nanos) => self.latencies.record(nanos),
             Signal::Overload => {
@@ -346,9 +350,13 @@ impl Controller {
             Signal::Neutral => return None,
         }
         let completed = self.completed.fetch_add(1, Ordering::Relaxed) + 1;
+        if completed < MIN_CALLS || completed % CHECK_EVERY != 0 {
+            return None;
+        }
+        let now = crate::clock::duration_nanos(end.saturating_duration_since(self.epoch));
         let start = self.window_start.load(Ordering::Relaxed);
         let window = crate::clock::duration_nanos(self.config.window);
-        if completed < MIN_CALLS || now < start.saturating_add(window) {
+        if now < start.saturating_add(window) {
             return None;
         }
         // One caller closes the window.

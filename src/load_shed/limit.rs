@@ -54,11 +54,18 @@ impl Priority {
     }
 }
 
-/// Requests in flight and the limit they are held to.
+/// Requests in flight and the limit they are held to, with what moves the limit.
 #[derive(Debug)]
 pub(crate) struct Gate {
     in_flight: AtomicU64,
     limit: AtomicU64,
+    /// The cap of each priority (sheddable, normal, critical), worked out when the limit is
+    /// set: a request's admission reads one of them, never divides.
+    caps: [AtomicU64; 3],
+    /// The adaptive limit's measurements, when the limit adapts.
+    pub(crate) controller: Option<super::adaptive::Controller>,
+    /// The layer's name, for events.
+    pub(crate) name: &'static str,
     /// Share of the limit only critical requests may use, in thousandths.
     critical_permille: u64,
     /// Share of what normal requests may use that sheddable ones may, in thousandths.
@@ -67,12 +74,17 @@ pub(crate) struct Gate {
 
 impl Gate {
     pub(crate) fn new(limit: u64, critical_permille: u64, sheddable_permille: u64) -> Self {
-        Self {
+        let gate = Self {
             in_flight: AtomicU64::new(0),
-            limit: AtomicU64::new(limit.max(1)),
+            limit: AtomicU64::new(0),
+            caps: std::array::from_fn(|_| AtomicU64::new(0)),
+            controller: None,
+            name: "default",
             critical_permille,
             sheddable_permille,
-        }
+        };
+        gate.set_limit(limit);
+        gate
     }
 
     /// The current limit.
@@ -80,9 +92,17 @@ impl Gate {
         self.limit.load(Ordering::Relaxed)
     }
 
-    /// Moves the limit (at least 1).
+    /// Moves the limit (at least 1), and the caps with it.
     pub(crate) fn set_limit(&self, limit: u64) {
-        self.limit.store(limit.max(1), Ordering::Relaxed);
+        let limit = limit.max(1);
+        let normal = limit
+            .saturating_sub((limit * self.critical_permille).div_ceil(1_000))
+            .max(1);
+        let sheddable = (normal * self.sheddable_permille / 1_000).max(1);
+        for (cap, value) in self.caps.iter().zip([sheddable, normal, limit]) {
+            cap.store(value, Ordering::Relaxed);
+        }
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     /// Requests in flight now.
@@ -93,16 +113,9 @@ impl Gate {
     /// How many may be in flight when a request of `priority` arrives: the whole limit for
     /// critical ones, less the critical share for normal ones, a part of that for
     /// sheddable ones; never below 1.
+    #[inline]
     pub(crate) fn cap(&self, priority: Priority) -> u64 {
-        let limit = self.limit();
-        let normal = limit
-            .saturating_sub((limit * self.critical_permille).div_ceil(1_000))
-            .max(1);
-        match priority {
-            Priority::Critical => limit,
-            Priority::Normal => normal,
-            Priority::Sheddable => (normal * self.sheddable_permille / 1_000).max(1),
-        }
+        self.caps[priority as usize].load(Ordering::Relaxed)
     }
 
     /// Takes a slot for a request of `priority`, if one is free: one compare-and-swap.
@@ -124,7 +137,7 @@ impl Gate {
 /// call is cancelled or fails.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    gate: Arc<Gate>,
+    pub(crate) gate: Arc<Gate>,
 }
 
 impl Drop for Permit {

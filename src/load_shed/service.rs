@@ -107,10 +107,8 @@ impl<B> Prioritize<http::Request<B>> for HeaderPriority {
 /// One limit per built layer, shared by every clone and every `Layer::layer` call.
 pub struct LoadShedLayer<Pr = AllNormal> {
     gate: Arc<Gate>,
-    adaptive: Option<Arc<Controller>>,
     prioritize: Pr,
     retry_after: Duration,
-    name: &'static str,
     metrics: Arc<crate::metrics::LoadShed>,
 }
 
@@ -118,10 +116,8 @@ impl<Pr: Clone> Clone for LoadShedLayer<Pr> {
     fn clone(&self) -> Self {
         Self {
             gate: Arc::clone(&self.gate),
-            adaptive: self.adaptive.clone(),
             prioritize: self.prioritize.clone(),
             retry_after: self.retry_after,
-            name: self.name,
             metrics: Arc::clone(&self.metrics),
         }
     }
@@ -335,16 +331,17 @@ impl<Pr> LoadShedBuilder<Pr> {
         }
         let permille = |share: f64| (share * 1_000.0).round() as u64;
         let limit = self.adaptive.map_or(self.max_in_flight, |a| a.initial);
+        let mut gate = Gate::new(
+            limit,
+            permille(self.critical_share),
+            permille(self.sheddable_share),
+        );
+        gate.controller = self.adaptive.map(Controller::new);
+        gate.name = self.name;
         Ok(LoadShedLayer {
-            gate: Arc::new(Gate::new(
-                limit,
-                permille(self.critical_share),
-                permille(self.sheddable_share),
-            )),
-            adaptive: self.adaptive.map(|a| Arc::new(Controller::new(a))),
+            gate: Arc::new(gate),
             prioritize: self.prioritize,
             retry_after: self.retry_after,
-            name: self.name,
             metrics: Arc::new(crate::metrics::LoadShed::new(self.name)),
         })
     }
@@ -410,7 +407,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let priority = self.layer.prioritize.priority(&req);
         // A call whose deadline is nearer than what calls take now would only time out.
-        if let Some(controller) = &self.layer.adaptive {
+        if let Some(controller) = &self.layer.gate.controller {
             let left = crate::context::current_deadline().map(|d| d.remaining());
             if let (Some(left), Some(typical)) = (left, controller.typical()) {
                 if left < typical {
@@ -431,20 +428,16 @@ where
         }
         match Gate::try_acquire(&self.layer.gate, priority) {
             Some(permit) => {
-                let adaptive = self.layer.adaptive.as_ref().map(|controller| {
+                // The adaptive limit times the call: one clock read at each end.
+                let start = self.layer.gate.controller.as_ref().map(|controller| {
                     controller.admitted(self.layer.gate.in_flight());
-                    Adaptive {
-                        controller: Arc::clone(controller),
-                        gate: Arc::clone(&self.layer.gate),
-                        name: self.layer.name,
-                        start: controller.now(),
-                    }
+                    tokio::time::Instant::now()
                 });
                 ResponseFuture {
                     kind: Kind::Called {
                         future: self.inner.call(req),
                         permit: Some(permit),
-                        adaptive,
+                        start,
                     },
                 }
             }
@@ -477,7 +470,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Called { #[pin] future: F, permit: Option<Permit>, adaptive: Option<Adaptive> },
+        Called { #[pin] future: F, permit: Option<Permit>, start: Option<tokio::time::Instant> },
         Shed { rejection: Option<Overloaded> },
         TooLate { rejection: Option<TimedOut> },
     }
@@ -509,11 +502,11 @@ where
             KindProj::Called {
                 future,
                 permit,
-                adaptive,
+                start,
             } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
-                if let Some(adaptive) = adaptive.take() {
-                    adaptive.complete(&result);
+                if let (Some(permit), Some(start)) = (permit.as_ref(), *start) {
+                    adapt(&permit.gate, start, &result);
                 }
                 let response = result?;
                 // The slot goes with the body; a failed call has given it back already.
@@ -539,33 +532,32 @@ where
     }
 }
 
-/// What an admitted call of an adaptive shedder reports when it completes.
-struct Adaptive {
-    controller: Arc<Controller>,
-    gate: Arc<Gate>,
-    name: &'static str,
-    /// When the call was admitted, ns of the controller's clock.
-    start: u64,
-}
-
-impl Adaptive {
-    fn complete<B>(self, result: &Result<http::Response<B>, BoxError>) {
-        let now = self.controller.now();
-        let signal = signal_of(result, now.saturating_sub(self.start));
-        if let Some((limit, state)) = self.controller.complete(signal, now) {
-            let before = self.gate.limit();
-            self.gate.set_limit(limit);
-            if limit != before {
-                tracing::debug!(
-                    load_shed.name = self.name,
-                    load_shed.limit = limit,
-                    load_shed.previous = before,
-                    load_shed.baseline_ms = state.baseline / 1e6,
-                    load_shed.slow_start = state.slow_start,
-                    "load shedder limit changed"
-                );
-                crate::metrics::load_shed_limit(self.name, limit);
-            }
+/// Reports a completed call of an adaptive shedder, admitted at `start`, and moves the
+/// limit when it closes a window.
+fn adapt<B>(
+    gate: &Gate,
+    start: tokio::time::Instant,
+    result: &Result<http::Response<B>, BoxError>,
+) {
+    let Some(controller) = &gate.controller else {
+        return;
+    };
+    let end = tokio::time::Instant::now();
+    let latency = crate::clock::duration_nanos(end.saturating_duration_since(start));
+    let signal = signal_of(result, latency);
+    if let Some((limit, state)) = controller.complete(signal, end) {
+        let before = gate.limit();
+        gate.set_limit(limit);
+        if limit != before {
+            tracing::debug!(
+                load_shed.name = gate.name,
+                load_shed.limit = limit,
+                load_shed.previous = before,
+                load_shed.baseline_ms = state.baseline / 1e6,
+                load_shed.slow_start = state.slow_start,
+                "load shedder limit changed"
+            );
+            crate::metrics::load_shed_limit(gate.name, limit);
         }
     }
 }

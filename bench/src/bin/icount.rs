@@ -420,6 +420,15 @@ fn shed_rampart(n: u64) {
     drive(n, layer.layer(handler()), || request(false, false));
 }
 
+/// The adaptive limit: a clock read at each end of the call, the latency recorded.
+fn shed_rampart_adaptive(n: u64) {
+    let layer = tower_rampart::load_shed::LoadShedLayer::builder()
+        .adaptive(tower_rampart::load_shed::AdaptiveLimit::new().initial(1_000))
+        .build()
+        .unwrap();
+    drive(n, layer.layer(handler()), || request(false, false));
+}
+
 /// tower's pair: a concurrency limit (its slot taken in `poll_ready`) that sheds when full.
 fn shed_tower(n: u64) {
     let svc = ServiceBuilder::new()
@@ -561,6 +570,12 @@ const CASES: &[Case] = &[
         name: "rampart admitted (slot held to the end of the body)",
         role: Role::Rampart,
         run: shed_rampart,
+    },
+    Case {
+        group: "load_shed",
+        name: "rampart adaptive admitted",
+        role: Role::Rampart,
+        run: shed_rampart_adaptive,
     },
     Case {
         group: "load_shed",
