@@ -100,6 +100,14 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 /// The error of a call whose `budget` ran out (also used by the fan-out's parts).
+/// A deadline that passed during the call: counted, and its rejection.
+#[cold]
+#[inline(never)]
+fn expired(side: Side, budget: Duration) -> BoxError {
+    crate::metrics::timeout_expired(side.as_str());
+    timed_out(budget)
+}
+
 pub(crate) fn timed_out(budget: Duration) -> BoxError {
     tracing::debug!(
         timeout.after_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
@@ -125,8 +133,7 @@ where
                 // answer `CANCELLED` where this layer answers `DEADLINE_EXCEEDED`.
                 if let TimerProj::Armed { sleep } = timer.as_mut().project() {
                     if sleep.is_elapsed() {
-                        crate::metrics::timeout_expired(this.side.as_str());
-                        return Poll::Ready(Err(timed_out(*this.budget)));
+                        return Poll::Ready(Err(expired(*this.side, *this.budget)));
                     }
                 }
                 if let Poll::Ready(result) = inner.poll(cx) {
@@ -139,8 +146,7 @@ where
                 match timer.project() {
                     TimerProj::Armed { sleep } => {
                         ready!(sleep.poll(cx));
-                        crate::metrics::timeout_expired(this.side.as_str());
-                        Poll::Ready(Err(timed_out(*this.budget)))
+                        Poll::Ready(Err(expired(*this.side, *this.budget)))
                     }
                     TimerProj::Never | TimerProj::Idle { .. } => Poll::Pending,
                 }
