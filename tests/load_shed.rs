@@ -558,3 +558,36 @@ async fn the_client_throttle_backs_off_a_refusing_service_and_returns_when_it_re
     }
     assert_eq!(throttle.rejection_probability(), 0.0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_calls_say_nothing_about_load() {
+    use tower_rampart::load_shed::AdaptiveLimit;
+
+    let shed = LoadShedLayer::builder()
+        .adaptive(
+            AdaptiveLimit::new()
+                .initial(8)
+                .window(Duration::from_millis(50)),
+        )
+        .critical_share(0.0)
+        .build()
+        .unwrap();
+    let svc = shed.layer(service_fn(|_: Request<()>| async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok::<_, Infallible>(ok())
+    }));
+    // A second of calls whose callers give up halfway: dropped, none of them completes.
+    for _ in 0..50 {
+        let calls: Vec<_> = (0..8)
+            .map(|_| svc.clone().oneshot(Request::new(())))
+            .collect();
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(10),
+            futures_util::future::join_all(calls),
+        )
+        .await;
+        assert!(gave_up.is_err());
+    }
+    assert_eq!(shed.limit(), 8, "no window closed on cancellations alone");
+    assert_eq!(shed.in_flight(), 0);
+}

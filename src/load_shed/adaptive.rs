@@ -157,7 +157,8 @@ pub(crate) struct State {
 }
 
 /// The update rule: pure, over plain numbers (see [`AdaptiveLimit`] for the table).
-pub(crate) fn next(state: State, window: Window, config: &AdaptiveLimit) -> State {
+/// Also says whether the window showed overload.
+pub(crate) fn next(state: State, window: Window, config: &AdaptiveLimit) -> (State, bool) {
     let State {
         mut limit,
         mut baseline,
@@ -197,11 +198,25 @@ pub(crate) fn next(state: State, window: Window, config: &AdaptiveLimit) -> Stat
     let limit = limit
         .min(ceiling)
         .clamp(config.min as f64, config.max as f64);
-    State {
+    let state = State {
         limit,
         baseline,
         slow_start,
-    }
+    };
+    (state, overloaded)
+}
+
+/// What closing a window decided.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Closed {
+    /// The new limit, rounded.
+    pub(crate) limit: u64,
+    pub(crate) state: State,
+    pub(crate) window: Window,
+    /// The window showed overload and the one before did not.
+    pub(crate) overload_began: bool,
+    /// The window showed none and the one before did.
+    pub(crate) overload_ended: bool,
 }
 
 /// Latencies of one window, in quarter-octave buckets: lock-free to record, and precise to
@@ -294,6 +309,8 @@ pub(crate) struct Controller {
     /// The last window's median latency (ns): what a call typically takes now.
     typical: AtomicU64,
     slow_start: crate::sync::AtomicBool,
+    /// Whether the last window showed overload: episodes are logged at INFO.
+    in_overload: crate::sync::AtomicBool,
     epoch: tokio::time::Instant,
 }
 
@@ -315,6 +332,7 @@ impl Controller {
             baseline_bits: AtomicU64::new(0f64.to_bits()),
             typical: AtomicU64::new(0),
             slow_start: crate::sync::AtomicBool::new(true),
+            in_overload: crate::sync::AtomicBool::new(false),
             epoch: tokio::time::Instant::now(),
             config,
         }
@@ -337,11 +355,7 @@ impl Controller {
     /// Records a completed call that ended at `end`; returns the new limit when this call
     /// closed a window. The time is turned into the window's terms only every few calls
     /// (reading a clock is cheap, converting it is not).
-    pub(crate) fn complete(
-        &self,
-        signal: Signal,
-        end: tokio::time::Instant,
-    ) -> Option<(u64, State)> {
+    pub(crate) fn complete(&self, signal: Signal, end: tokio::time::Instant) -> Option<Closed> {
         match signal {
             Signal::Latency(nanos) => self.latencies.record(nanos),
             Signal::Overload => {
@@ -380,13 +394,20 @@ impl Controller {
             baseline: f64::from_bits(self.baseline_bits.load(Ordering::Relaxed)),
             slow_start: self.slow_start.load(Ordering::Relaxed),
         };
-        let next = next(state, measured, &self.config);
+        let (next, overloaded) = next(state, measured, &self.config);
         self.limit_bits
             .store(next.limit.to_bits(), Ordering::Relaxed);
         self.baseline_bits
             .store(next.baseline.to_bits(), Ordering::Relaxed);
         self.slow_start.store(next.slow_start, Ordering::Relaxed);
-        Some((next.limit.round() as u64, next))
+        let was = self.in_overload.swap(overloaded, Ordering::Relaxed);
+        Some(Closed {
+            limit: next.limit.round() as u64,
+            state: next,
+            window: measured,
+            overload_began: overloaded && !was,
+            overload_ended: !overloaded && was,
+        })
     }
 }
 
@@ -419,22 +440,22 @@ mod tests {
         let config = AdaptiveLimit::new();
         let mut state = start(4.0);
         for expected in [8.0, 16.0, 32.0] {
-            state = next(state, window(20, 20, 0, state.limit as u64), &config);
+            state = next(state, window(20, 20, 0, state.limit as u64), &config).0;
             assert_eq!(state.limit, expected);
         }
         // A queue: p90 at twice the baseline. Shrink, by a fifth at most, and leave slow start.
-        state = next(state, window(20, 40, 0, 32), &config);
+        state = next(state, window(20, 40, 0, 32), &config).0;
         assert_eq!(state.limit, 32.0 * 0.8);
         assert!(!state.slow_start);
         // Then probe upward by 1 (or 5%) per busy window.
-        state = next(state, window(20, 20, 0, 26), &config);
+        state = next(state, window(20, 20, 0, 26), &config).0;
         assert_eq!(state.limit, 25.6 + 1.28);
     }
 
     #[test]
     fn timeouts_and_refusals_below_are_overload() {
         let config = AdaptiveLimit::new();
-        let state = next(start(10.0), window(20, 20, 1, 10), &config);
+        let state = next(start(10.0), window(20, 20, 1, 10), &config).0;
         assert_eq!(state.limit, 8.0);
         assert!(!state.slow_start);
     }
@@ -442,11 +463,11 @@ mod tests {
     #[test]
     fn the_limit_never_grows_while_the_service_is_idle_and_never_reaches_zero() {
         let config = AdaptiveLimit::new().min(1);
-        let idle = next(start(100.0), window(20, 20, 0, 3), &config);
+        let idle = next(start(100.0), window(20, 20, 0, 3), &config).0;
         assert_eq!(idle.limit, 6.0, "at most twice what was in flight");
         let mut state = start(4.0);
         for _ in 0..100 {
-            state = next(state, window(20, 200, 5, 4), &config);
+            state = next(state, window(20, 200, 5, 4), &config).0;
         }
         assert_eq!(state.limit, 1.0);
     }
@@ -455,11 +476,11 @@ mod tests {
     fn the_baseline_follows_a_slower_service_slowly() {
         let config = AdaptiveLimit::new();
         let mut state = start(10.0);
-        state = next(state, window(20, 20, 0, 10), &config);
+        state = next(state, window(20, 20, 0, 10), &config).0;
         assert_eq!(state.baseline, 20.0 * MS as f64);
-        state = next(state, window(40, 40, 0, 10), &config);
+        state = next(state, window(40, 40, 0, 10), &config).0;
         assert_eq!(state.baseline, 21.0 * MS as f64);
-        state = next(state, window(10, 10, 0, 10), &config);
+        state = next(state, window(10, 10, 0, 10), &config).0;
         assert_eq!(
             state.baseline,
             10.0 * MS as f64,

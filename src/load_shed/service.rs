@@ -545,19 +545,44 @@ fn adapt<B>(
     let end = tokio::time::Instant::now();
     let latency = crate::clock::duration_nanos(end.saturating_duration_since(start));
     let signal = signal_of(result, latency);
-    if let Some((limit, state)) = controller.complete(signal, end) {
+    if let Some(closed) = controller.complete(signal, end) {
         let before = gate.limit();
-        gate.set_limit(limit);
-        if limit != before {
+        gate.set_limit(closed.limit);
+        let window = closed.window;
+        crate::metrics::load_shed_window(
+            gate.name,
+            closed.limit,
+            window.max_in_flight,
+            window.p90,
+            closed.state.baseline,
+        );
+        if closed.limit != before {
             tracing::debug!(
                 load_shed.name = gate.name,
-                load_shed.limit = limit,
+                load_shed.limit = closed.limit,
                 load_shed.previous = before,
-                load_shed.baseline_ms = state.baseline / 1e6,
-                load_shed.slow_start = state.slow_start,
+                load_shed.p90_ms = window.p90 as f64 / 1e6,
+                load_shed.baseline_ms = closed.state.baseline / 1e6,
+                load_shed.overloads = window.overloads,
+                load_shed.slow_start = closed.state.slow_start,
                 "load shedder limit changed"
             );
-            crate::metrics::load_shed_limit(gate.name, limit);
+        }
+        if closed.overload_began {
+            tracing::info!(
+                load_shed.name = gate.name,
+                load_shed.limit = closed.limit,
+                load_shed.p90_ms = window.p90 as f64 / 1e6,
+                load_shed.baseline_ms = closed.state.baseline / 1e6,
+                load_shed.overloads = window.overloads,
+                "load shedder sees overload; lowering its limit"
+            );
+        } else if closed.overload_ended {
+            tracing::info!(
+                load_shed.name = gate.name,
+                load_shed.limit = closed.limit,
+                "load shedder no longer sees overload"
+            );
         }
     }
 }

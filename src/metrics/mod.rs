@@ -11,7 +11,10 @@
 //! |---|---|---|---|
 //! | `rampart_rate_limit_requests_total` | counter | `policy`, `outcome` = `admitted` / `delayed` / `rejected` | every decision; in shadow mode a request the limit refuses still goes through and counts as `rejected` |
 //! | `rampart_rate_limit_missing_key_total` | counter | `policy` | a keyed limiter met a request with no key (for `PeerIp`: no peer address, see [`key`](crate::key)) |
-//! | `rampart_load_shed_limit` | gauge | `name` | an adaptive load shedder moved its limit |
+//! | `rampart_load_shed_limit` | gauge | `name` | an adaptive load shedder's limit, set as each window closes |
+//! | `rampart_load_shed_in_flight_max` | gauge | `name` | the most calls in flight during the last window |
+//! | `rampart_load_shed_latency_p90_seconds` | gauge | `name` | the last window's 90th percentile latency |
+//! | `rampart_load_shed_latency_baseline_seconds` | gauge | `name` | the baseline latency the limit compares with |
 //! | `rampart_load_shed_shed_total` | counter | `name`, `priority` = `sheddable` / `normal` / `critical`, `reason` = `limit` / `deadline` | a load shedder refused a request: at its limit, or with a deadline nearer than a typical call |
 //! | `rampart_rate_limit_decisions_total` | counter | `policy`, `source` = `redis` / `local_cache` / `lease` / `fallback`, `outcome` = `admitted` / `rejected` | every decision of a limiter shared through Redis (feature `redis`) |
 //! | `rampart_rate_limit_retry_after_seconds` | histogram | `policy` | every rejection: the wait it announces |
@@ -283,8 +286,18 @@ mod enabled {
     }
 
     #[cfg(feature = "load-shed")]
-    pub(crate) fn load_shed_limit(name: &'static str, limit: u64) {
+    pub(crate) fn load_shed_window(
+        name: &'static str,
+        limit: u64,
+        in_flight: u64,
+        p90_nanos: u64,
+        baseline_nanos: f64,
+    ) {
         gauge!("rampart_load_shed_limit", "name" => name).set(limit as f64);
+        gauge!("rampart_load_shed_in_flight_max", "name" => name).set(in_flight as f64);
+        gauge!("rampart_load_shed_latency_p90_seconds", "name" => name).set(p90_nanos as f64 / 1e9);
+        gauge!("rampart_load_shed_latency_baseline_seconds", "name" => name)
+            .set(baseline_nanos / 1e9);
     }
 
     /// A shared limiter's decisions by source and outcome.
@@ -376,7 +389,7 @@ mod disabled {
     pub(crate) fn fan_out_failed(_: &'static str) {}
     #[cfg(feature = "load-shed")]
     #[inline(always)]
-    pub(crate) fn load_shed_limit(_: &'static str, _: u64) {}
+    pub(crate) fn load_shed_window(_: &'static str, _: u64, _: u64, _: u64, _: f64) {}
     noop!(#[cfg(feature = "load-shed")] LoadShed (&'static str) {
         shed(crate::load_shed::Priority), too_late(crate::load_shed::Priority)
     });
