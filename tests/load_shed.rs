@@ -591,3 +591,61 @@ async fn cancelled_calls_say_nothing_about_load() {
     assert_eq!(shed.limit(), 8, "no window closed on cancellations alone");
     assert_eq!(shed.in_flight(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_bounded_queue_lets_a_few_calls_wait_a_little() {
+    let shed = LoadShedLayer::builder()
+        .max_in_flight(1)
+        .critical_share(0.0)
+        .build()
+        .unwrap();
+    let layer = shed.clone().queue(2, Duration::from_millis(50)).unwrap();
+    let svc = layer.layer(service_fn(|req: Request<()>| async move {
+        let ms: u64 = req.uri().path()[1..].parse().unwrap();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok::<_, Infallible>(ok())
+    }));
+    let call = |ms: u64| {
+        let svc = svc.clone();
+        async move {
+            let started = Instant::now();
+            let request = Request::builder().uri(format!("/{ms}")).body(()).unwrap();
+            let answer = svc.oneshot(request).await;
+            (
+                answer
+                    .map(|_| ())
+                    .map_err(|e| Rejection::find(e.as_ref()).cloned()),
+                started.elapsed(),
+            )
+        }
+    };
+    // One runs (30 ms), two wait, the fourth finds the queue full and is refused at once.
+    let (first, second, third, fourth) = tokio::join!(call(30), call(30), call(30), call(1));
+    assert!(
+        first.0.is_ok() && first.1 == Duration::from_millis(30),
+        "{first:?}"
+    );
+    // Of the two waiting, one takes the freed slot at 30 ms and answers at 60 ms; the
+    // other waits its 50 ms without a slot and is refused.
+    let (mut served, mut refused) = (0, 0);
+    for (answer, took) in [&second, &third] {
+        match answer {
+            Ok(()) => {
+                assert_eq!(*took, Duration::from_millis(60));
+                served += 1;
+            }
+            Err(Some(Rejection::Overloaded(_))) => {
+                assert_eq!(*took, Duration::from_millis(50));
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((served, refused), (1, 1));
+    assert!(
+        matches!(fourth.0, Err(Some(Rejection::Overloaded(_)))),
+        "{fourth:?}"
+    );
+    assert_eq!(fourth.1, Duration::ZERO);
+    assert_eq!(shed.in_flight(), 0);
+}

@@ -66,6 +66,9 @@ pub(crate) struct Gate {
     pub(crate) controller: Option<super::adaptive::Controller>,
     /// The layer's name, for events.
     pub(crate) name: &'static str,
+    /// Calls waiting for a slot (a waiting shedder's queue), and how they are woken.
+    pub(crate) waiters: AtomicU64,
+    pub(crate) freed: std::sync::Arc<tokio::sync::Notify>,
     /// Share of the limit only critical requests may use, in thousandths.
     critical_permille: u64,
     /// Share of what normal requests may use that sheddable ones may, in thousandths.
@@ -80,6 +83,8 @@ impl Gate {
             caps: std::array::from_fn(|_| AtomicU64::new(0)),
             controller: None,
             name: "default",
+            waiters: AtomicU64::new(0),
+            freed: std::sync::Arc::new(tokio::sync::Notify::new()),
             critical_permille,
             sheddable_permille,
         };
@@ -143,6 +148,9 @@ pub(crate) struct Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.gate.in_flight.fetch_sub(1, Ordering::Release);
+        if self.gate.waiters.load(Ordering::Acquire) > 0 {
+            self.gate.freed.notify_one();
+        }
     }
 }
 

@@ -58,11 +58,13 @@
 
 mod adaptive;
 mod limit;
+mod queue;
 mod service;
 mod throttle;
 
 pub use adaptive::AdaptiveLimit;
 pub use limit::Priority;
+pub use queue::{QueueFuture, QueueingLoadShed, QueueingLoadShedLayer};
 pub use service::{
     AllNormal, HeaderPriority, LoadShed, LoadShedBuilder, LoadShedLayer, PermitBody, Prioritize,
     ResponseFuture,

@@ -406,56 +406,83 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let priority = self.layer.prioritize.priority(&req);
-        // A call whose deadline is nearer than what calls take now would only time out.
-        if let Some(controller) = &self.layer.gate.controller {
-            let left = crate::context::current_deadline().map(|d| d.remaining());
-            if let (Some(left), Some(typical)) = (left, controller.typical()) {
-                if left < typical {
-                    self.layer.metrics.too_late(priority);
-                    tracing::debug!(
-                        load_shed.priority = priority.as_str(),
-                        load_shed.left_ms = left.as_millis() as u64,
-                        load_shed.typical_ms = typical.as_millis() as u64,
-                        "request refused: its deadline is nearer than a typical call"
-                    );
-                    return ResponseFuture {
-                        kind: Kind::TooLate {
-                            rejection: Some(TimedOut::new(left)),
-                        },
-                    };
-                }
-            }
+        if let Some(too_late) = self.layer.too_late(priority) {
+            return too_late;
         }
         match Gate::try_acquire(&self.layer.gate, priority) {
-            Some(permit) => {
-                // The adaptive limit times the call: one clock read at each end.
-                let start = self.layer.gate.controller.as_ref().map(|controller| {
-                    controller.admitted(self.layer.gate.in_flight());
-                    tokio::time::Instant::now()
-                });
-                ResponseFuture {
-                    kind: Kind::Called {
-                        future: self.inner.call(req),
-                        permit: Some(permit),
-                        start,
-                    },
-                }
-            }
-            None => {
-                self.layer.metrics.shed(priority);
-                let limit = self.layer.gate.limit();
-                tracing::debug!(
-                    load_shed.priority = priority.as_str(),
-                    load_shed.limit = limit,
-                    "request shed"
-                );
-                ResponseFuture {
-                    kind: Kind::Shed {
-                        rejection: Some(Overloaded::new(self.layer.retry_after, limit)),
-                    },
-                }
-            }
+            Some(permit) => self.layer.admit(permit, |()| self.inner.call(req)),
+            None => self.layer.shed(priority),
         }
+    }
+}
+
+impl<Pr> LoadShedLayer<Pr> {
+    /// The layer's slots.
+    pub(super) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    /// An adaptive shedder's refusal of a call whose deadline is nearer than what calls
+    /// take now: admitted, it would only time out.
+    pub(super) fn too_late<F>(&self, priority: Priority) -> Option<ResponseFuture<F>> {
+        let controller = self.gate.controller.as_ref()?;
+        let typical = controller.typical()?;
+        let left = crate::context::current_deadline()?.remaining();
+        if left >= typical {
+            return None;
+        }
+        self.metrics.too_late(priority);
+        tracing::debug!(
+            load_shed.priority = priority.as_str(),
+            load_shed.left_ms = left.as_millis() as u64,
+            load_shed.typical_ms = typical.as_millis() as u64,
+            "request refused: its deadline is nearer than a typical call"
+        );
+        Some(ResponseFuture {
+            kind: Kind::TooLate {
+                rejection: Some(TimedOut::new(left)),
+            },
+        })
+    }
+
+    /// The call `call` makes, holding `permit`, timed when the limit adapts.
+    pub(super) fn admit<F>(&self, permit: Permit, call: impl FnOnce(()) -> F) -> ResponseFuture<F> {
+        // The adaptive limit times the call: one clock read at each end.
+        let start = self.gate.controller.as_ref().map(|controller| {
+            controller.admitted(self.gate.in_flight());
+            tokio::time::Instant::now()
+        });
+        ResponseFuture {
+            kind: Kind::Called {
+                future: call(()),
+                permit: Some(permit),
+                start,
+            },
+        }
+    }
+
+    /// The refusal of a call of `priority` that found no slot.
+    pub(super) fn shed<F>(&self, priority: Priority) -> ResponseFuture<F> {
+        self.metrics.shed(priority);
+        let limit = self.gate.limit();
+        tracing::debug!(
+            load_shed.priority = priority.as_str(),
+            load_shed.limit = limit,
+            "request shed"
+        );
+        ResponseFuture {
+            kind: Kind::Shed {
+                rejection: Some(Overloaded::new(self.retry_after, limit)),
+            },
+        }
+    }
+
+    /// The priority `prioritize` gives `req`.
+    pub(super) fn priority_of<Req>(&self, req: &Req) -> Priority
+    where
+        Pr: Prioritize<Req>,
+    {
+        self.prioritize.priority(req)
     }
 }
 
