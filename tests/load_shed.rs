@@ -10,8 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use std::future::Future;
 use tokio::time::Instant;
-use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
+
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_rampart::load_shed::{HeaderPriority, LoadShedLayer, Priority};
 use tower_rampart::timeout::TimeoutLayer;
 use tower_rampart::{Rejection, ServiceBuilderExt};
@@ -204,13 +206,21 @@ struct Run {
     p99: Duration,
 }
 
-/// A backend of `workers` workers taking `service` each, with a queue in front, offered four
-/// times its capacity for `length` (a batch of `workers` requests every `service / 4`);
-/// every call has a deadline of 5 × `service`. The work goes on when its caller gives up,
-/// as a database query does: that is how queues collapse.
-async fn overload(limit: Option<u64>, workers: usize, service: Duration, length: Duration) -> Run {
-    let pool = Arc::new(tokio::sync::Semaphore::new(workers));
-    let backend = service_fn(move |_: Request<()>| {
+/// A backend whose `pool` of workers take `service` each, with a queue in front. The work
+/// goes on when its caller gives up, as a database query does.
+fn simulated(
+    pool: Arc<tokio::sync::Semaphore>,
+    service: Duration,
+) -> impl Service<
+    Request<()>,
+    Response = Response<http_body_util::Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<http_body_util::Full<Bytes>>, Infallible>> + Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    service_fn(move |_: Request<()>| {
         let pool = Arc::clone(&pool);
         async move {
             let work = tokio::spawn(async move {
@@ -220,7 +230,15 @@ async fn overload(limit: Option<u64>, workers: usize, service: Duration, length:
             work.await.unwrap();
             Ok::<_, Infallible>(ok())
         }
-    });
+    })
+}
+
+/// A backend of `workers` workers taking `service` each, with a queue in front, offered four
+/// times its capacity for `length` (a batch of `workers` requests every `service / 4`);
+/// every call has a deadline of 5 × `service`. The work goes on when its caller gives up,
+/// as a database query does: that is how queues collapse.
+async fn overload(limit: Option<u64>, workers: usize, service: Duration, length: Duration) -> Run {
+    let backend = simulated(Arc::new(tokio::sync::Semaphore::new(workers)), service);
     let deadline = TimeoutLayer::new(service * 5).unwrap().ignore_inbound();
     let svc = match limit {
         Some(limit) => {
@@ -343,18 +361,7 @@ async fn adaptive_run(workers: usize, service: Duration, length: Duration) -> [P
     use tower_rampart::load_shed::AdaptiveLimit;
 
     let pool = Arc::new(tokio::sync::Semaphore::new(workers));
-    let backend_pool = Arc::clone(&pool);
-    let backend = service_fn(move |_: Request<()>| {
-        let pool = Arc::clone(&backend_pool);
-        async move {
-            let work = tokio::spawn(async move {
-                let _worker = pool.acquire().await.unwrap();
-                tokio::time::sleep(service).await;
-            });
-            work.await.unwrap();
-            Ok::<_, Infallible>(ok())
-        }
-    });
+    let backend = simulated(Arc::clone(&pool), service);
     let window = service * 5;
     let shed = LoadShedLayer::builder()
         .adaptive(AdaptiveLimit::new().initial(4).window(window))
