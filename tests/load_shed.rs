@@ -3,6 +3,7 @@
 //! capacity, with and without the shedder.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,9 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use std::future::Future;
 use tokio::time::Instant;
-
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_rampart::load_shed::{HeaderPriority, LoadShedLayer, Priority};
 use tower_rampart::timeout::TimeoutLayer;
