@@ -410,7 +410,14 @@ where
             return too_late;
         }
         match Gate::try_acquire(&self.layer.gate, priority) {
-            Some(permit) => self.layer.admit(permit, |()| self.inner.call(req)),
+            // Built in place (not through `admit`): the inner future is written once.
+            Some(permit) => ResponseFuture {
+                kind: Kind::Called {
+                    start: self.layer.start_timing(),
+                    future: self.inner.call(req),
+                    permit: Some(permit),
+                },
+            },
             None => self.layer.shed(priority),
         }
     }
@@ -418,12 +425,14 @@ where
 
 impl<Pr> LoadShedLayer<Pr> {
     /// The layer's slots.
+    #[inline]
     pub(super) fn gate(&self) -> &Arc<Gate> {
         &self.gate
     }
 
     /// An adaptive shedder's refusal of a call whose deadline is nearer than what calls
     /// take now: admitted, it would only time out.
+    #[inline]
     pub(super) fn too_late<F>(&self, priority: Priority) -> Option<ResponseFuture<F>> {
         let controller = self.gate.controller.as_ref()?;
         let typical = controller.typical()?;
@@ -446,22 +455,28 @@ impl<Pr> LoadShedLayer<Pr> {
     }
 
     /// The call `call` makes, holding `permit`, timed when the limit adapts.
+    #[inline]
     pub(super) fn admit<F>(&self, permit: Permit, call: impl FnOnce(()) -> F) -> ResponseFuture<F> {
-        // The adaptive limit times the call: one clock read at each end.
-        let start = self.gate.controller.as_ref().map(|controller| {
-            controller.admitted(self.gate.in_flight());
-            tokio::time::Instant::now()
-        });
         ResponseFuture {
             kind: Kind::Called {
+                start: self.start_timing(),
                 future: call(()),
                 permit: Some(permit),
-                start,
             },
         }
     }
 
+    /// When an adaptive limit times an admitted call, its start: one clock read at each end.
+    #[inline]
+    fn start_timing(&self) -> Option<tokio::time::Instant> {
+        self.gate.controller.as_ref().map(|controller| {
+            controller.admitted(self.gate.in_flight());
+            tokio::time::Instant::now()
+        })
+    }
+
     /// The refusal of a call of `priority` that found no slot.
+    #[cold]
     pub(super) fn shed<F>(&self, priority: Priority) -> ResponseFuture<F> {
         self.metrics.shed(priority);
         let limit = self.gate.limit();
@@ -478,6 +493,7 @@ impl<Pr> LoadShedLayer<Pr> {
     }
 
     /// The priority `prioritize` gives `req`.
+    #[inline]
     pub(super) fn priority_of<Req>(&self, req: &Req) -> Priority
     where
         Pr: Prioritize<Req>,
