@@ -589,3 +589,43 @@ async fn a_lease_takes_only_what_the_bucket_has() {
     );
     assert_eq!(scripts(), after_first + 1);
 }
+
+#[tokio::test]
+async fn advertised_ratelimit_fields_match_the_in_memory_limiter() {
+    let server = RedisServer::start();
+    let build = || {
+        RateLimitLayer::per_second(50)
+            .burst(20)
+            .policy_name("test")
+            .with_key(|_: &Request<()>| Some(1u64))
+            .advertise()
+    };
+    let shared = build()
+        .shared(store(&server, "advertise", OnStoreFailure::Refuse))
+        .build()
+        .unwrap()
+        .layer(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(()))
+        }));
+    let local = build()
+        .with_clock(ManualClock::new())
+        .build()
+        .unwrap()
+        .layer(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(()))
+        }));
+    for _ in 0..5 {
+        let from_redis = shared.clone().oneshot(Request::new(())).await.unwrap();
+        let from_memory = local.clone().oneshot(Request::new(())).await.unwrap();
+        // Redis's clock moves a little between calls; the fields are in whole seconds and
+        // whole tokens, so they agree.
+        assert_eq!(
+            from_redis.headers()["ratelimit-policy"],
+            from_memory.headers()["ratelimit-policy"]
+        );
+        assert_eq!(
+            from_redis.headers()["ratelimit"],
+            from_memory.headers()["ratelimit"]
+        );
+    }
+}

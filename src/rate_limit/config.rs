@@ -415,11 +415,14 @@ impl<P, C, H> RateLimitBuilder<P, C, H, Refusing> {
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-impl<P, C> RateLimitBuilder<P, C, super::headers::NoHeaders, Refusing> {
+impl<P, C, H> RateLimitBuilder<P, C, H, Refusing> {
     /// Keeps the buckets in `store`, shared by every replica using it, instead of in this
     /// process: the same quota, key, cost and policy name, decided by the same GCRA in
     /// Redis (see [`RedisStore`](super::RedisStore) for timeouts and the failure policy).
-    /// Keys must be [`StableKey`](super::StableKey)s.
+    /// Keys must be [`StableKey`](super::StableKey)s. With
+    /// [`advertise`](Self::advertise), admitted responses carry the `RateLimit` fields of
+    /// the bucket Redis decided on (or of the local fallback); admissions from a
+    /// [lease](RateLimitBuilder::lease) carry none. Wait and shadow modes are not offered.
     ///
     /// ```no_run
     /// use tower_rampart::rate_limit::{PeerIp, RateLimitLayer, RedisStore};
@@ -431,10 +434,7 @@ impl<P, C> RateLimitBuilder<P, C, super::headers::NoHeaders, Refusing> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn shared(
-        self,
-        store: super::RedisStore,
-    ) -> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
+    pub fn shared(self, store: super::RedisStore) -> RateLimitBuilder<P, C, H, Shared> {
         RateLimitBuilder {
             settings: self.settings,
             partition: self.partition,
@@ -451,7 +451,7 @@ impl<P, C> RateLimitBuilder<P, C, super::headers::NoHeaders, Refusing> {
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
+impl<P, C: Clock, H: super::headers::WithPolicy> RateLimitBuilder<P, C, H, Shared> {
     /// Adds a quota the same key must also fit, decided in the same call: a request is
     /// admitted only if every quota has room, and charged to all of them or to none (for
     /// example 10 per second and 10 000 per day). A refusal describes the quota that refused
@@ -514,7 +514,7 @@ impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
     /// and for a bucket (`burst · interval`) over 2^52 ns, about 52 days.
     ///
     /// See [`shared`](RateLimitBuilder::shared) for an example.
-    pub fn build(self) -> Result<super::SharedRateLimitLayer<P, C>, ConfigError> {
+    pub fn build(self) -> Result<super::SharedRateLimitLayer<P, C, H>, ConfigError> {
         if matches!(self.settings.mode, Mode::Shadow) {
             return Err(ConfigError::new(
                 "shadow",
@@ -582,6 +582,7 @@ impl<P, C: Clock> RateLimitBuilder<P, C, super::headers::NoHeaders, Shared> {
             fallback,
             store,
             layer.partition,
+            layer.headers,
         ))
     }
 }

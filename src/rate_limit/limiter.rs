@@ -119,7 +119,7 @@ pub struct Admitted {
 // === impl Admitted ===
 
 impl Admitted {
-    fn new(quota: &Quota, snapshot: Snapshot) -> Self {
+    pub(crate) fn new(quota: &Quota, snapshot: Snapshot) -> Self {
         Self {
             rate: quota.rate(),
             period_nanos: nanos(quota.period()),

@@ -17,10 +17,13 @@ use crate::key::map::{Evict, KeyedMap};
 use crate::sync::{AtomicU64, Ordering};
 use crate::{BoxError, Rejection};
 
+use super::super::future::ResponseFuture as RateLimitFuture;
 use super::super::gcra::Quota;
+use super::super::gcra::Snapshot;
+use super::super::headers::{NoHeaders, ResponseHeaders};
 use super::super::key::private::Partition;
 use super::super::key::{Global, PerKey, WithCost, WithQuota};
-use super::super::limiter::{Limiter, MissingKey, Verdict};
+use super::super::limiter::{Admitted, Limiter, MissingKey, Verdict};
 use super::RedisStore;
 use super::key::StableKey;
 use super::script::Decision;
@@ -106,21 +109,23 @@ pub(crate) struct SharedState<C> {
 ///
 /// See the [`shared` module docs](crate::rate_limit::RedisStore) and
 /// [`RateLimitBuilder::shared`](crate::rate_limit::RateLimitBuilder::shared) for an example.
-pub struct SharedRateLimitLayer<P = Global, C = TokioClock> {
+pub struct SharedRateLimitLayer<P = Global, C = TokioClock, H = NoHeaders> {
     state: Arc<SharedState<C>>,
     partition: P,
+    headers: H,
 }
 
-impl<P: Clone, C> Clone for SharedRateLimitLayer<P, C> {
+impl<P: Clone, C, H: Clone> Clone for SharedRateLimitLayer<P, C, H> {
     fn clone(&self) -> Self {
         Self {
             state: Arc::clone(&self.state),
             partition: self.partition.clone(),
+            headers: self.headers.clone(),
         }
     }
 }
 
-impl<P: fmt::Debug, C> fmt::Debug for SharedRateLimitLayer<P, C> {
+impl<P: fmt::Debug, C, H> fmt::Debug for SharedRateLimitLayer<P, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedRateLimitLayer")
             .field("quota", &self.state.limiter.quota)
@@ -130,7 +135,7 @@ impl<P: fmt::Debug, C> fmt::Debug for SharedRateLimitLayer<P, C> {
     }
 }
 
-impl<P, C: Clock> SharedRateLimitLayer<P, C> {
+impl<P, C: Clock, H> SharedRateLimitLayer<P, C, H> {
     pub(crate) fn new(
         limiter: Arc<Limiter<C>>,
         more: Vec<Quota>,
@@ -138,6 +143,7 @@ impl<P, C: Clock> SharedRateLimitLayer<P, C> {
         fallback: Option<Limiter<C>>,
         store: RedisStore,
         partition: P,
+        headers: H,
     ) -> Self {
         Self {
             state: Arc::new(SharedState {
@@ -151,6 +157,7 @@ impl<P, C: Clock> SharedRateLimitLayer<P, C> {
                 limiter,
             }),
             partition,
+            headers,
         }
     }
 
@@ -163,14 +170,15 @@ impl<P, C: Clock> SharedRateLimitLayer<P, C> {
     }
 }
 
-impl<S, P: Clone, C> Layer<S> for SharedRateLimitLayer<P, C> {
-    type Service = SharedRateLimit<S, P, C>;
+impl<S, P: Clone, C, H: Clone> Layer<S> for SharedRateLimitLayer<P, C, H> {
+    type Service = SharedRateLimit<S, P, C, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         SharedRateLimit {
             inner,
             state: Arc::clone(&self.state),
             partition: self.partition.clone(),
+            headers: self.headers.clone(),
         }
     }
 }
@@ -180,23 +188,25 @@ impl<S, P: Clone, C> Layer<S> for SharedRateLimitLayer<P, C> {
 /// `call` decides locally when it can (a key Redis refused until later, a request of cost
 /// 0); otherwise its future asks Redis first and then calls the inner service, which
 /// `poll_ready` made ready. Needs `S: Clone`: the ready service goes with the future.
-pub struct SharedRateLimit<S, P = Global, C = TokioClock> {
+pub struct SharedRateLimit<S, P = Global, C = TokioClock, H = NoHeaders> {
     inner: S,
     state: Arc<SharedState<C>>,
     partition: P,
+    headers: H,
 }
 
-impl<S: Clone, P: Clone, C> Clone for SharedRateLimit<S, P, C> {
+impl<S: Clone, P: Clone, C, H: Clone> Clone for SharedRateLimit<S, P, C, H> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             state: Arc::clone(&self.state),
             partition: self.partition.clone(),
+            headers: self.headers.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, P: fmt::Debug, C> fmt::Debug for SharedRateLimit<S, P, C> {
+impl<S: fmt::Debug, P: fmt::Debug, C, H> fmt::Debug for SharedRateLimit<S, P, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedRateLimit")
             .field("inner", &self.inner)
@@ -261,16 +271,17 @@ impl<Req, P: private::SharedPartition<Req>> SharedPartition<Req> for P {}
 
 type Deciding = Pin<Box<dyn Future<Output = Result<Decision, BoxError>> + Send>>;
 
-impl<S, Req, P, C> Service<Req> for SharedRateLimit<S, P, C>
+impl<S, Req, P, C, H> Service<Req> for SharedRateLimit<S, P, C, H>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     P: SharedPartition<Req>,
     C: Clock,
+    H: ResponseHeaders<S::Response>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = SharedFuture<S, Req, P, C>;
+    type Future = SharedFuture<S, Req, P, C, H>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -281,20 +292,33 @@ where
         let limiter = &state.limiter;
         let cost = self.partition.cost(&req);
         if cost == 0 {
-            return SharedFuture::calling(self.inner.call(req));
+            return SharedFuture::calling(
+                self.inner.call(req),
+                H::keep(None),
+                self.headers.clone(),
+            );
         }
         let mut key = Vec::with_capacity(48);
         if !private::SharedPartition::write_key(&self.partition, &req, &mut key) {
             limiter.metrics.missing_key();
             match limiter.missing {
-                MissingKey::Allow => return SharedFuture::calling(self.inner.call(req)),
+                MissingKey::Allow => {
+                    return SharedFuture::calling(
+                        self.inner.call(req),
+                        H::keep(None),
+                        self.headers.clone(),
+                    );
+                }
                 MissingKey::Reject => {
                     let wait = limiter.quota.refill_time();
-                    return SharedFuture::refused(RateLimited::new(wait).with_quota(
-                        limiter.policy.clone(),
-                        u64::from(limiter.quota.rate()),
-                        limiter.quota.period(),
-                    ));
+                    return SharedFuture::refused(
+                        RateLimited::new(wait).with_quota(
+                            limiter.policy.clone(),
+                            u64::from(limiter.quota.rate()),
+                            limiter.quota.period(),
+                        ),
+                        self.headers.clone(),
+                    );
                 }
                 MissingKey::Shared => key.extend_from_slice(b"-"),
             }
@@ -325,6 +349,7 @@ where
                         quota.period(),
                     )
                     .with_remaining(0, wait),
+                self.headers.clone(),
             );
         }
         // Lease mode: a token this replica already took from Redis.
@@ -332,7 +357,11 @@ where
         if lease > 1 && state.leases.get(slot, |l| l.take(now)).unwrap_or(false) {
             state.decisions.record(Source::Lease as usize, true);
             limiter.metrics.admitted();
-            return SharedFuture::calling(self.inner.call(req));
+            return SharedFuture::calling(
+                self.inner.call(req),
+                H::keep(None),
+                self.headers.clone(),
+            );
         }
         let store = Arc::clone(&state.store.inner);
         let budget = crate::context::current_deadline()
@@ -365,6 +394,7 @@ where
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
         SharedFuture {
+            headers: self.headers.clone(),
             kind: Kind::Deciding {
                 decision,
                 inner: Some(ready),
@@ -382,15 +412,16 @@ where
 pin_project_lite::pin_project! {
     /// The future of a [`SharedRateLimit`] call: the decision (in Redis, or by the failure
     /// policy), then the inner call.
-    pub struct SharedFuture<S: Service<Req>, Req, P, C> {
+    pub struct SharedFuture<S: Service<Req>, Req, P, C, H: ResponseHeaders<S::Response>> {
         #[pin]
-        kind: Kind<S, Req, P, C>,
+        kind: Kind<S, Req, P, C, H>,
+        headers: H,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = KindProj]
-    enum Kind<S: Service<Req>, Req, P, C> {
+    enum Kind<S: Service<Req>, Req, P, C, H: ResponseHeaders<S::Response>> {
         Deciding {
             decision: Deciding,
             inner: Option<S>,
@@ -401,28 +432,34 @@ pin_project_lite::pin_project! {
             quotas: Vec<Quota>,
             now: u64,
         },
-        Calling { #[pin] future: S::Future },
+        Calling { #[pin] future: RateLimitFuture<S::Future, H, H::State> },
         Refused { rejection: Option<RateLimited> },
     }
 }
 
-impl<S: Service<Req>, Req, P, C> SharedFuture<S, Req, P, C> {
-    fn calling(future: S::Future) -> Self {
+impl<S: Service<Req>, Req, P, C, H: ResponseHeaders<S::Response>> SharedFuture<S, Req, P, C, H> {
+    fn calling(future: S::Future, kept: H::State, headers: H) -> Self {
         Self {
-            kind: Kind::Calling { future },
+            kind: Kind::Calling {
+                future: RateLimitFuture::called(future, kept, headers.clone()),
+            },
+            headers,
         }
     }
 
-    fn refused(rejection: RateLimited) -> Self {
+    fn refused(rejection: RateLimited, headers: H) -> Self {
         Self {
             kind: Kind::Refused {
                 rejection: Some(rejection),
             },
+            headers,
         }
     }
 }
 
-impl<S: Service<Req>, Req, P, C> fmt::Debug for SharedFuture<S, Req, P, C> {
+impl<S: Service<Req>, Req, P, C, H: ResponseHeaders<S::Response>> fmt::Debug
+    for SharedFuture<S, Req, P, C, H>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.kind {
             Kind::Deciding { .. } => "deciding",
@@ -437,7 +474,8 @@ impl<S: Service<Req>, Req, P, C> fmt::Debug for SharedFuture<S, Req, P, C> {
 
 /// What the decision said, and who made it.
 enum Outcome {
-    Admit(Source),
+    /// Admitted, with the bucket's state when known (for the `RateLimit` fields).
+    Admit(Source, Option<Admitted>),
     Refuse(RateLimited, Source),
 }
 
@@ -461,20 +499,23 @@ impl Source {
     }
 }
 
-impl<S, Req, P, C> Future for SharedFuture<S, Req, P, C>
+impl<S, Req, P, C, H> Future for SharedFuture<S, Req, P, C, H>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     P: SharedPartition<Req>,
     C: Clock,
+    H: ResponseHeaders<S::Response>,
 {
     type Output = Result<S::Response, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let next = match self.as_mut().project().kind.project() {
+            let this = self.as_mut().project();
+            let headers = this.headers;
+            let next = match this.kind.project() {
                 KindProj::Calling { future } => {
-                    return future.poll(cx).map_err(Into::into);
+                    return future.poll(cx);
                 }
                 KindProj::Refused { rejection } => {
                     let rejection = rejection
@@ -494,10 +535,19 @@ where
                 } => {
                     let decided = ready!(decision.as_mut().poll(cx));
                     let req = req.take().expect("SharedFuture polled after completion");
-                    let outcome = conclude(state, partition, &req, decided, *slot, quotas, *now);
+                    let outcome = conclude(
+                        state,
+                        partition,
+                        &req,
+                        decided,
+                        *slot,
+                        quotas,
+                        *now,
+                        H::ACTIVE,
+                    );
                     let limiter = &state.limiter;
                     match outcome {
-                        Outcome::Admit(source) => {
+                        Outcome::Admit(source, admitted) => {
                             state.decisions.record(source as usize, true);
                             tracing::debug!(
                                 rate_limit.policy = %limiter.policy,
@@ -508,7 +558,11 @@ where
                             let mut inner =
                                 inner.take().expect("SharedFuture polled after completion");
                             Kind::Calling {
-                                future: inner.call(req),
+                                future: RateLimitFuture::called(
+                                    inner.call(req),
+                                    H::keep(admitted),
+                                    headers.clone(),
+                                ),
                             }
                         }
                         Outcome::Refuse(rejection, source) => {
@@ -541,6 +595,7 @@ fn conclude<C: Clock, Req, P: SharedPartition<Req>>(
     slot: u64,
     quotas: &[Quota],
     now: u64,
+    with_state: bool,
 ) -> Outcome {
     let limiter = &state.limiter;
     let quota = &quotas[0];
@@ -567,7 +622,16 @@ fn conclude<C: Clock, Req, P: SharedPartition<Req>>(
                     },
                 );
             }
-            Outcome::Admit(Source::Redis)
+            let admitted = with_state.then(|| {
+                Admitted::new(
+                    quota,
+                    Snapshot {
+                        remaining: decision.remaining,
+                        next_nanos: crate::clock::duration_nanos(decision.next),
+                    },
+                )
+            });
+            Outcome::Admit(Source::Redis, admitted)
         }
         Ok(decision) => {
             // Remembered until Redis's own retry-after, measured from when we asked.
@@ -617,7 +681,7 @@ fn conclude<C: Clock, Req, P: SharedPartition<Req>>(
             );
             let store = &state.store.inner;
             match store.on_failure {
-                super::OnStoreFailure::Allow => Outcome::Admit(Source::Fallback),
+                super::OnStoreFailure::Allow => Outcome::Admit(Source::Fallback, None),
                 super::OnStoreFailure::Refuse => Outcome::Refuse(
                     RateLimited::new(store.open_for).with_quota(
                         limiter.policy.clone(),
@@ -628,13 +692,13 @@ fn conclude<C: Clock, Req, P: SharedPartition<Req>>(
                 ),
                 super::OnStoreFailure::Local { .. } => {
                     let fallback = state.fallback.as_ref().expect("a local fallback limiter");
-                    match fallback.check::<true, _, _>(partition, req, fallback.now(), false) {
+                    match fallback.check::<true, _, _>(partition, req, fallback.now(), with_state) {
                         Verdict::Reject(refusal) => {
                             Outcome::Refuse(fallback.rate_limited(refusal), Source::Fallback)
                         }
-                        Verdict::Now(_) | Verdict::Shadowed(_) | Verdict::Later { .. } => {
-                            Outcome::Admit(Source::Fallback)
-                        }
+                        Verdict::Now(state)
+                        | Verdict::Shadowed(state)
+                        | Verdict::Later { state, .. } => Outcome::Admit(Source::Fallback, state),
                     }
                 }
             }
