@@ -535,16 +535,13 @@ where
                 } => {
                     let decided = ready!(decision.as_mut().poll(cx));
                     let req = req.take().expect("SharedFuture polled after completion");
-                    let outcome = conclude(
-                        state,
-                        partition,
-                        &req,
-                        decided,
-                        *slot,
+                    let asked = Asked {
+                        slot: *slot,
                         quotas,
-                        *now,
-                        H::ACTIVE,
-                    );
+                        now: *now,
+                        with_state: H::ACTIVE,
+                    };
+                    let outcome = conclude(state, partition, &req, decided, asked);
                     let limiter = &state.limiter;
                     match outcome {
                         Outcome::Admit(source, admitted) => {
@@ -586,17 +583,31 @@ where
     }
 }
 
+/// What a decision was asked about.
+struct Asked<'a> {
+    /// The key's slot in the local caches.
+    slot: u64,
+    quotas: &'a [Quota],
+    /// When it was asked, ns of the limiter's clock.
+    now: u64,
+    /// Whether the bucket's state is wanted, for the `RateLimit` fields.
+    with_state: bool,
+}
+
 /// Turns what Redis answered (or failed to) into an outcome.
 fn conclude<C: Clock, Req, P: SharedPartition<Req>>(
     state: &SharedState<C>,
     partition: &P,
     req: &Req,
     decided: Result<Decision, BoxError>,
-    slot: u64,
-    quotas: &[Quota],
-    now: u64,
-    with_state: bool,
+    asked: Asked<'_>,
 ) -> Outcome {
+    let Asked {
+        slot,
+        quotas,
+        now,
+        with_state,
+    } = asked;
     let limiter = &state.limiter;
     let quota = &quotas[0];
     match decided {
