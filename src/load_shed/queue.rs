@@ -179,7 +179,7 @@ where
         let ready = std::mem::replace(&mut self.inner, clone);
         QueueFuture {
             state: State::Waiting {
-                freed: Arc::clone(&gate.freed).notified_owned(),
+                freed: std::sync::Arc::clone(&gate.freed).notified_owned(),
                 until: tokio::time::sleep(self.layer.max_wait),
                 waiting: Some(Waiting {
                     inner: ready,
@@ -279,7 +279,7 @@ where
                     } else if freed.as_mut().poll(cx).is_ready() {
                         // A slot was freed: look again, with a fresh wake-up registered.
                         State::Waiting {
-                            freed: Arc::clone(&gate.freed).notified_owned(),
+                            freed: std::sync::Arc::clone(&gate.freed).notified_owned(),
                             until: tokio::time::sleep_until(until.deadline()),
                             waiting: waiting.take(),
                         }
