@@ -81,12 +81,12 @@ impl<C: Clock> Counts<C> {
 fn uniform() -> f64 {
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
-            // Seeded from the thread's stack address and the time: distinct per thread.
+            // Started from the thread's stack address and the time: distinct per thread.
             let local = 0u8;
-            let seed = std::ptr::addr_of!(local) as u64
+            let start = std::ptr::addr_of!(local) as u64
                 ^ crate::clock::duration_nanos(tokio::time::Instant::now().elapsed())
                     .rotate_left(17);
-            seed | 1
+            start | 1
         });
     }
     STATE.with(|state| {

@@ -4,8 +4,8 @@ use std::hash::Hasher as _;
 use std::net::IpAddr;
 
 /// A rate-limit key written the same way by every process: what a shared store names a
-/// bucket by. (The in-memory limiter hashes keys with a seed of its own per process, which
-/// would give each replica different buckets.)
+/// bucket by. (The in-memory limiter hashes keys with a hasher keyed at random in each
+/// process, which would give each replica different buckets.)
 ///
 /// Implemented for IP addresses (what [`PeerIp`](crate::key::PeerIp) and
 /// [`ClientIp`](crate::key::ClientIp) give), byte strings and strings (what
