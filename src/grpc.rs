@@ -65,7 +65,7 @@ pub(crate) mod code {
     pub(crate) const INTERNAL: u8 = 13;
     pub(crate) const UNAVAILABLE: u8 = 14;
     /// The largest code gRPC defines (`UNAUTHENTICATED`).
-    #[cfg(feature = "circuit-breaker")]
+    #[cfg(any(feature = "circuit-breaker", feature = "load-shed"))]
     pub(crate) const MAX: u8 = 16;
 }
 
@@ -140,14 +140,14 @@ pub fn retry_pushback(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The `grpc-status` in `headers`, if it is a number gRPC defines.
-#[cfg(feature = "circuit-breaker")]
+#[cfg(any(feature = "circuit-breaker", feature = "load-shed"))]
 pub(crate) fn status_code(headers: &HeaderMap) -> Option<u8> {
     parse_status(status_value(headers)?)
 }
 
 /// The `grpc-status` value in `headers`. The few names of a gRPC answer's headers or
 /// trailers are compared in one pass: hashing a custom name costs more than comparing it.
-#[cfg(feature = "circuit-breaker")]
+#[cfg(any(feature = "circuit-breaker", feature = "load-shed"))]
 #[inline]
 pub(crate) fn status_value(headers: &HeaderMap) -> Option<&HeaderValue> {
     const SCAN_UP_TO: usize = 8;
@@ -161,7 +161,7 @@ pub(crate) fn status_value(headers: &HeaderMap) -> Option<&HeaderValue> {
 }
 
 /// A `grpc-status` value, if it is a number gRPC defines.
-#[cfg(feature = "circuit-breaker")]
+#[cfg(any(feature = "circuit-breaker", feature = "load-shed"))]
 pub(crate) fn parse_status(value: &HeaderValue) -> Option<u8> {
     match value.as_bytes() {
         [d @ b'0'..=b'9'] => Some(d - b'0'),
@@ -368,7 +368,7 @@ mod tests {
         assert_eq!(pushback_millis(Duration::from_micros(20_001)), 21);
     }
 
-    #[cfg(feature = "circuit-breaker")]
+    #[cfg(any(feature = "circuit-breaker", feature = "load-shed"))]
     #[test]
     fn status_codes_are_read_strictly() {
         let with = |value: &'static str| {

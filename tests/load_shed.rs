@@ -655,3 +655,57 @@ async fn a_bounded_queue_lets_a_few_calls_wait_a_little() {
     assert_eq!(fourth.1, Duration::ZERO);
     assert_eq!(shed.in_flight(), 0);
 }
+
+/// A gRPC answer whose status comes in its trailers.
+fn grpc_answer(status: &'static str) -> Response<http_body_util::StreamBody<GrpcFrames>> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static(status));
+    let frames = vec![
+        Ok(http_body::Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+        Ok(http_body::Frame::trailers(trailers)),
+    ];
+    Response::builder()
+        .header("content-type", "application/grpc")
+        .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+        .unwrap()
+}
+
+type GrpcFrames =
+    futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, Infallible>>>;
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_status_in_the_trailers_counts_for_the_adaptive_limit() {
+    use tower_rampart::load_shed::AdaptiveLimit;
+
+    for (status, shrinks) in [("14", true), ("0", false)] {
+        let shed = LoadShedLayer::builder()
+            .adaptive(
+                AdaptiveLimit::new()
+                    .initial(10)
+                    .window(Duration::from_millis(10)),
+            )
+            .critical_share(0.0)
+            .build()
+            .unwrap();
+        let svc = shed.layer(service_fn(move |_: Request<()>| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, Infallible>(grpc_answer(status))
+        }));
+        for _ in 0..4 {
+            let calls = (0..8).map(|_| async {
+                let response = svc.clone().oneshot(Request::new(())).await.unwrap();
+                response.into_body().collect().await.unwrap();
+            });
+            futures_util::future::join_all(calls).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            shed.limit() < 10,
+            shrinks,
+            "grpc-status {status}: limit {}",
+            shed.limit()
+        );
+    }
+}

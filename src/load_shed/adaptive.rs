@@ -11,7 +11,8 @@ use crate::sync::{AtomicU64, Ordering};
 /// Each window (default 250 ms, and at least 16 completed calls) the layer looks at what
 /// completed in it: the 90th percentile latency of the calls that succeeded, how many calls
 /// showed overload (they timed out, or the service below refused them: 429, 503, 504, gRPC
-/// `RESOURCE_EXHAUSTED`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`), and the most calls that were
+/// `RESOURCE_EXHAUSTED`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, read from the headers or, for a
+/// streamed gRPC answer, from its trailers when its body ends), and the most calls that were
 /// in flight at once. Client cancellations and other 4xx say nothing and are not counted.
 /// Then, with `L` the limit:
 ///

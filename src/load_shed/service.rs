@@ -548,8 +548,16 @@ where
                 start,
             } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
+                // A gRPC answer without its status in the headers is judged at its trailers.
+                let mut deferred = None;
                 if let (Some(permit), Some(start)) = (permit.as_ref(), *start) {
-                    adapt(&permit.gate, start, &result);
+                    let end = tokio::time::Instant::now();
+                    let latency =
+                        crate::clock::duration_nanos(end.saturating_duration_since(start));
+                    match signal_of(&result, latency) {
+                        Some(signal) => adapt(&permit.gate, signal, end),
+                        None => deferred = Some(start),
+                    }
                 }
                 let response = result?;
                 // The slot goes with the body; a failed call has given it back already.
@@ -557,6 +565,7 @@ where
                 Poll::Ready(Ok(response.map(|body| PermitBody {
                     inner: body,
                     permit,
+                    deferred,
                 })))
             }
             KindProj::Shed { rejection } => {
@@ -577,17 +586,10 @@ where
 
 /// Reports a completed call of an adaptive shedder, admitted at `start`, and moves the
 /// limit when it closes a window.
-fn adapt<B>(
-    gate: &Gate,
-    start: tokio::time::Instant,
-    result: &Result<http::Response<B>, BoxError>,
-) {
+fn adapt(gate: &Gate, signal: Signal, end: tokio::time::Instant) {
     let Some(controller) = &gate.controller else {
         return;
     };
-    let end = tokio::time::Instant::now();
-    let latency = crate::clock::duration_nanos(end.saturating_duration_since(start));
-    let signal = signal_of(result, latency);
     if let Some(closed) = controller.complete(signal, end) {
         let before = gate.limit();
         gate.set_limit(closed.limit);
@@ -630,20 +632,19 @@ fn adapt<B>(
     }
 }
 
-/// What a completed call says about load (see [`AdaptiveLimit`]).
-fn signal_of<B>(result: &Result<http::Response<B>, BoxError>, latency: u64) -> Signal {
-    match result {
+/// What a completed call says about load (see [`AdaptiveLimit`]); `None` for a gRPC answer
+/// whose status will come in its trailers.
+fn signal_of<B>(result: &Result<http::Response<B>, BoxError>, latency: u64) -> Option<Signal> {
+    Some(match result {
         Ok(response) => {
             let status = response.status().as_u16();
             if matches!(status, 429 | 503 | 504) {
-                return Signal::Overload;
+                return Some(Signal::Overload);
             }
             if status == 200 && crate::grpc::is_grpc(response.headers()) {
-                // A Trailers-Only refusal or timeout from a gRPC service below.
-                let code = response.headers().get("grpc-status").map(|v| v.as_bytes());
-                if matches!(code, Some(b"4" | b"8" | b"14")) {
-                    return Signal::Overload;
-                }
+                // Trailers-Only (a refusal, an error) carries the status in the headers.
+                let value = crate::grpc::status_value(response.headers())?;
+                return Some(grpc_signal(crate::grpc::parse_status(value), latency));
             }
             if response.status().is_client_error() || response.status().is_server_error() {
                 Signal::Neutral
@@ -652,12 +653,27 @@ fn signal_of<B>(result: &Result<http::Response<B>, BoxError>, latency: u64) -> S
             }
         }
         Err(err) => match Rejection::find(err.as_ref()) {
-            Some(Rejection::TimedOut(_) | Rejection::RateLimited(_) | Rejection::Overloaded(_)) => {
-                Signal::Overload
-            }
-            Some(Rejection::CircuitOpen(_)) => Signal::Overload,
+            Some(
+                Rejection::TimedOut(_)
+                | Rejection::RateLimited(_)
+                | Rejection::Overloaded(_)
+                | Rejection::CircuitOpen(_),
+            ) => Signal::Overload,
             _ => Signal::Neutral,
         },
+    })
+}
+
+/// What a gRPC status says about load: `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED` and
+/// `UNAVAILABLE` are overload, `OK` a latency sample, anything else nothing.
+fn grpc_signal(code: Option<u8>, latency: u64) -> Signal {
+    use crate::grpc::code;
+    match code {
+        Some(0) => Signal::Latency(latency),
+        Some(code::DEADLINE_EXCEEDED | code::RESOURCE_EXHAUSTED | code::UNAVAILABLE) => {
+            Signal::Overload
+        }
+        _ => Signal::Neutral,
     }
 }
 
@@ -686,6 +702,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         permit: Option<Permit>,
+        // When a gRPC call whose status is in the trailers was admitted (adaptive limit).
+        deferred: Option<tokio::time::Instant>,
     }
 }
 
@@ -709,6 +727,26 @@ impl<B: Body> Body for PermitBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        if let Some(start) = *this.deferred {
+            // The call's status: in the trailers, or none (an error, or a body that ended
+            // without one), which says nothing about load.
+            let ended = match &frame {
+                Some(Ok(frame)) => frame.trailers_ref().map(|trailers| {
+                    let end = tokio::time::Instant::now();
+                    let latency =
+                        crate::clock::duration_nanos(end.saturating_duration_since(start));
+                    (
+                        grpc_signal(crate::grpc::status_code(trailers), latency),
+                        end,
+                    )
+                }),
+                Some(Err(_)) | None => Some((Signal::Neutral, tokio::time::Instant::now())),
+            };
+            if let (Some((signal, end)), Some(permit)) = (ended, this.permit.as_ref()) {
+                *this.deferred = None;
+                adapt(&permit.gate, signal, end);
+            }
+        }
         if frame.is_none() || this.inner.is_end_stream() {
             this.permit.take();
         }
@@ -732,6 +770,7 @@ impl<B: crate::http::ResponseBody> crate::http::ResponseBody for PermitBody<B> {
         Self {
             inner: B::from_bytes(bytes),
             permit: None,
+            deferred: None,
         }
     }
 
@@ -739,6 +778,7 @@ impl<B: crate::http::ResponseBody> crate::http::ResponseBody for PermitBody<B> {
         Self {
             inner: B::empty(),
             permit: None,
+            deferred: None,
         }
     }
 }
