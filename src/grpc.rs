@@ -126,17 +126,7 @@ pub(crate) fn pushback_millis(wait: Duration) -> u64 {
 /// ```
 pub fn retry_pushback(headers: &HeaderMap) -> Option<Duration> {
     let digits = headers.get(GRPC_RETRY_PUSHBACK_MS)?.as_bytes();
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    digits
-        .iter()
-        .try_fold(0u64, |acc, &b| {
-            b.is_ascii_digit()
-                .then(|| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))
-                .flatten()
-        })
-        .map(Duration::from_millis)
+    crate::http::parse_digits(digits, 19).map(Duration::from_millis)
 }
 
 /// The `grpc-status` in `headers`, if it is a number gRPC defines.

@@ -97,6 +97,18 @@ pub const fn retry_after_secs(wait: Duration) -> u64 {
     if secs == 0 { 1 } else { secs }
 }
 
+/// A header value of 1 to `max` ASCII digits (`max` at most 19, which a `u64` always
+/// holds), nothing else: the one decimal parser of the header values this crate reads.
+pub(crate) fn parse_digits(digits: &[u8], max: usize) -> Option<u64> {
+    debug_assert!(max <= 19, "20 digits may not fit a u64");
+    if digits.is_empty() || digits.len() > max {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
 /// Whole seconds, rounded up (0 stays 0).
 const fn ceil_secs(d: Duration) -> u64 {
     let whole = d.as_secs();

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::http::parse_digits;
+
 /// `grpc-timeout`: up to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`), as the gRPC
 /// over HTTP/2 specification defines it.
 pub(crate) static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
@@ -50,15 +52,6 @@ fn parse_grpc_budget(value: &[u8]) -> Option<Duration> {
 /// Parses a plain milliseconds value: 1 to 10 ASCII digits, nothing else.
 pub(crate) fn parse_millis(value: &[u8]) -> Option<Duration> {
     parse_digits(value, MAX_MILLIS_DIGITS).map(Duration::from_millis)
-}
-
-fn parse_digits(digits: &[u8], max: usize) -> Option<u64> {
-    if digits.is_empty() || digits.len() > max {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
-    })
 }
 
 /// The `grpc-timeout` value for `budget`, in the finest unit that fits in 8 digits, rounded
