@@ -695,7 +695,12 @@ async fn a_grpc_status_in_the_trailers_counts_for_the_adaptive_limit() {
         }));
         for _ in 0..4 {
             let calls = (0..8).map(|_| async {
-                let response = svc.clone().oneshot(Request::new(())).await.unwrap();
+                let request = Request::builder()
+                    .version(http::Version::HTTP_2)
+                    .header("content-type", "application/grpc")
+                    .body(())
+                    .unwrap();
+                let response = svc.clone().oneshot(request).await.unwrap();
                 response.into_body().collect().await.unwrap();
             });
             futures_util::future::join_all(calls).await;

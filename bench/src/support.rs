@@ -1,6 +1,6 @@
 //! Helpers shared by the benches: 2-thread timing for `iter_custom`, polling a future to
 //! completion without a runtime, the HTTP baseline service, and failsafe's breaker behind a
-//! Tower adapter.
+//! Tower adapter, and the least a refuse-in-`call` concurrency limit must do.
 
 // `iter_custom` times itself with the wall clock, which the crate's clock ban is not about.
 #![allow(clippy::disallowed_types)]
@@ -204,4 +204,157 @@ pub fn redis_url() -> (String, Option<OwnRedis>) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     (format!("redis://127.0.0.1:{port}"), Some(own))
+}
+
+/// The least a concurrency limit that refuses in `call` and holds its slot until the
+/// response body ends must do: one compare-and-swap, one `Arc` clone, a body wrapper that
+/// gives the slot back when dropped. No priorities, no metrics, no adaptive limit.
+///
+/// `SlotFloor<S, tokio::time::Instant>` (from [`timed`](Self::timed)) adds the least an
+/// adaptive limit must add: tokio's clock read when the call starts and when its answer is
+/// ready, the latency counted (one atomic add).
+#[derive(Clone, Debug)]
+pub struct SlotFloor<S, T = ()> {
+    inner: S,
+    in_flight: Arc<std::sync::atomic::AtomicU64>,
+    limit: u64,
+    _stamp: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<S> SlotFloor<S> {
+    /// `inner` held to `limit` calls in flight.
+    pub fn new(inner: S, limit: u64) -> Self {
+        Self {
+            inner,
+            in_flight: Arc::default(),
+            limit,
+            _stamp: std::marker::PhantomData,
+        }
+    }
+
+    /// Also times each call, as an adaptive limit must.
+    pub fn timed(self) -> SlotFloor<S, tokio::time::Instant> {
+        SlotFloor {
+            inner: self.inner,
+            in_flight: self.in_flight,
+            limit: self.limit,
+            _stamp: std::marker::PhantomData,
+        }
+    }
+}
+
+/// What [`SlotFloor`] notes when a call starts, and does with it when the answer is ready.
+pub trait Stamp: Copy {
+    /// Taken when the call is admitted.
+    fn now() -> Self;
+    /// Called when the answer is ready.
+    fn sample(self);
+}
+
+impl Stamp for () {
+    fn now() -> Self {}
+    fn sample(self) {}
+}
+
+impl Stamp for tokio::time::Instant {
+    fn now() -> Self {
+        tokio::time::Instant::now()
+    }
+
+    fn sample(self) {
+        // Where the latency goes: one counter stands in for a histogram bucket.
+        static LATENCY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let latency = tokio::time::Instant::now().saturating_duration_since(self);
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        LATENCY.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A slot of [`SlotFloor`], given back when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl<S, T: Stamp, Req, B> Service<Req> for SlotFloor<S, T>
+where
+    S: Service<Req, Response = http::Response<B>>,
+{
+    type Response = http::Response<SlotBody<B>>;
+    type Error = Option<S::Error>;
+    type Future = SlotFuture<S::Future, T>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Some)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let limit = self.limit;
+        let taken = self
+            .in_flight
+            .fetch_update(
+                std::sync::atomic::Ordering::Acquire,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| (n < limit).then_some(n + 1),
+            )
+            .is_ok();
+        SlotFuture {
+            slot: taken.then(|| Slot(Arc::clone(&self.in_flight))),
+            start: T::now(),
+            inner: taken.then(|| self.inner.call(req)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`SlotFloor`]: `Err(None)` when refused.
+    pub struct SlotFuture<F, T> {
+        #[pin]
+        inner: Option<F>,
+        slot: Option<Slot>,
+        start: T,
+    }
+}
+
+impl<F, T: Stamp, B, E> Future for SlotFuture<F, T>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<SlotBody<B>>, Option<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Err(None));
+        };
+        let response = std::task::ready!(inner.poll(cx)).map_err(Some)?;
+        this.start.sample();
+        let slot = this.slot.take();
+        Poll::Ready(Ok(response.map(|inner| SlotBody { inner, _slot: slot })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body holding its [`Slot`].
+    pub struct SlotBody<B> {
+        #[pin]
+        inner: B,
+        _slot: Option<Slot>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for SlotBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
 }

@@ -350,12 +350,16 @@ impl Controller {
     /// Notes that `in_flight` calls are in flight after an admission.
     #[inline]
     pub(crate) fn admitted(&self, in_flight: u64) {
-        self.max_in_flight.fetch_max(in_flight, Ordering::Relaxed);
+        // Most calls do not raise the window's most: a load, not a read-modify-write.
+        if in_flight > self.max_in_flight.load(Ordering::Relaxed) {
+            self.max_in_flight.fetch_max(in_flight, Ordering::Relaxed);
+        }
     }
 
     /// Records a completed call that ended at `end`; returns the new limit when this call
     /// closed a window. The time is turned into the window's terms only every few calls
     /// (reading a clock is cheap, converting it is not).
+    #[inline]
     pub(crate) fn complete(&self, signal: Signal, end: tokio::time::Instant) -> Option<Closed> {
         match signal {
             Signal::Latency(nanos) => self.latencies.record(nanos),
@@ -365,7 +369,7 @@ impl Controller {
             Signal::Neutral => return None,
         }
         let completed = self.completed.fetch_add(1, Ordering::Relaxed) + 1;
-        if completed < MIN_CALLS || completed % CHECK_EVERY != 0 {
+        if completed % CHECK_EVERY != 0 || completed < MIN_CALLS {
             return None;
         }
         let now = crate::clock::duration_nanos(end.saturating_duration_since(self.epoch));

@@ -56,7 +56,7 @@ impl Priority {
 
 /// Requests in flight and the limit they are held to, with what moves the limit.
 #[derive(Debug)]
-pub(crate) struct Gate {
+pub struct Gate {
     in_flight: AtomicU64,
     limit: AtomicU64,
     /// The cap of each priority (sheddable, normal, critical), worked out when the limit is

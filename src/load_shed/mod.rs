@@ -58,12 +58,14 @@
 
 mod adaptive;
 mod limit;
+mod mode;
 mod queue;
 mod service;
 mod throttle;
 
 pub use adaptive::AdaptiveLimit;
 pub use limit::Priority;
+pub use mode::{Adaptive, Fixed, Mode};
 pub use queue::{QueueFuture, QueueingLoadShed, QueueingLoadShedLayer};
 pub use service::{
     AllNormal, HeaderPriority, LoadShed, LoadShedBuilder, LoadShedLayer, PermitBody, Prioritize,

@@ -14,9 +14,10 @@ use crate::error::ConfigError;
 use crate::sync::{Arc, Ordering};
 
 use super::limit::{Gate, Priority};
+use super::mode::{Fixed, Mode};
 use super::service::{LoadShedLayer, PermitBody, Prioritize, ResponseFuture};
 
-impl<Pr> LoadShedLayer<Pr> {
+impl<Pr, M> LoadShedLayer<Pr, M> {
     /// Lets up to `size` calls that find no free slot wait for one, each for at most
     /// `max_wait`, instead of being refused at once: for client stacks, where a short wait
     /// is better than an error, and for smoothing bursts. A call that still finds no slot
@@ -46,7 +47,7 @@ impl<Pr> LoadShedLayer<Pr> {
         self,
         size: u64,
         max_wait: Duration,
-    ) -> Result<QueueingLoadShedLayer<Pr>, ConfigError> {
+    ) -> Result<QueueingLoadShedLayer<Pr, M>, ConfigError> {
         if size == 0 || size > 100_000 {
             return Err(ConfigError::new("queue", "size must be 1 to 100 000"));
         }
@@ -65,13 +66,13 @@ impl<Pr> LoadShedLayer<Pr> {
 }
 
 /// A [`LoadShedLayer`] with a bounded wait queue, made by [`LoadShedLayer::queue`].
-pub struct QueueingLoadShedLayer<Pr = super::AllNormal> {
-    shed: LoadShedLayer<Pr>,
+pub struct QueueingLoadShedLayer<Pr = super::AllNormal, M = Fixed> {
+    shed: LoadShedLayer<Pr, M>,
     size: u64,
     max_wait: Duration,
 }
 
-impl<Pr: Clone> Clone for QueueingLoadShedLayer<Pr> {
+impl<Pr: Clone, M: Copy> Clone for QueueingLoadShedLayer<Pr, M> {
     fn clone(&self) -> Self {
         Self {
             shed: self.shed.clone(),
@@ -81,7 +82,7 @@ impl<Pr: Clone> Clone for QueueingLoadShedLayer<Pr> {
     }
 }
 
-impl<Pr: fmt::Debug> fmt::Debug for QueueingLoadShedLayer<Pr> {
+impl<Pr: fmt::Debug, M> fmt::Debug for QueueingLoadShedLayer<Pr, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueingLoadShedLayer")
             .field("shed", &self.shed)
@@ -91,8 +92,8 @@ impl<Pr: fmt::Debug> fmt::Debug for QueueingLoadShedLayer<Pr> {
     }
 }
 
-impl<S, Pr: Clone> Layer<S> for QueueingLoadShedLayer<Pr> {
-    type Service = QueueingLoadShed<S, Pr>;
+impl<S, Pr: Clone, M: Copy> Layer<S> for QueueingLoadShedLayer<Pr, M> {
+    type Service = QueueingLoadShed<S, Pr, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         QueueingLoadShed {
@@ -104,12 +105,12 @@ impl<S, Pr: Clone> Layer<S> for QueueingLoadShedLayer<Pr> {
 
 /// The service made by [`QueueingLoadShedLayer`]. Needs `S: Clone`: a waiting call takes
 /// the ready service with it.
-pub struct QueueingLoadShed<S, Pr = super::AllNormal> {
+pub struct QueueingLoadShed<S, Pr = super::AllNormal, M = Fixed> {
     inner: S,
-    layer: QueueingLoadShedLayer<Pr>,
+    layer: QueueingLoadShedLayer<Pr, M>,
 }
 
-impl<S: Clone, Pr: Clone> Clone for QueueingLoadShed<S, Pr> {
+impl<S: Clone, Pr: Clone, M: Copy> Clone for QueueingLoadShed<S, Pr, M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -118,7 +119,7 @@ impl<S: Clone, Pr: Clone> Clone for QueueingLoadShed<S, Pr> {
     }
 }
 
-impl<S: fmt::Debug, Pr: fmt::Debug> fmt::Debug for QueueingLoadShed<S, Pr> {
+impl<S: fmt::Debug, Pr: fmt::Debug, M> fmt::Debug for QueueingLoadShed<S, Pr, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueingLoadShed")
             .field("inner", &self.inner)
@@ -138,15 +139,16 @@ impl Drop for InQueue {
     }
 }
 
-impl<S, B, ResBody, Pr> Service<http::Request<B>> for QueueingLoadShed<S, Pr>
+impl<S, B, ResBody, Pr, M> Service<http::Request<B>> for QueueingLoadShed<S, Pr, M>
 where
     S: Service<http::Request<B>, Response = http::Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
     Pr: Prioritize<http::Request<B>>,
+    M: Mode,
 {
-    type Response = http::Response<PermitBody<ResBody>>;
+    type Response = http::Response<PermitBody<ResBody, M>>;
     type Error = BoxError;
-    type Future = QueueFuture<S, http::Request<B>, Pr>;
+    type Future = QueueFuture<S, http::Request<B>, Pr, M>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -160,7 +162,7 @@ where
         }
         let gate = shed.gate();
         if let Some(permit) = Gate::try_acquire(gate, priority) {
-            return QueueFuture::running(shed.admit(permit, |()| self.inner.call(req)));
+            return QueueFuture::running(shed.admit(permit, req, |req| self.inner.call(req)));
         }
         let queued = gate
             .waiters
@@ -194,45 +196,45 @@ where
 }
 
 /// What a waiting call keeps until it has a slot.
-struct Waiting<S, Req, Pr> {
+struct Waiting<S, Req, Pr, M> {
     inner: S,
     req: Req,
     place: InQueue,
     priority: Priority,
-    layer: LoadShedLayer<Pr>,
+    layer: LoadShedLayer<Pr, M>,
 }
 
 pin_project_lite::pin_project! {
     /// The future of a [`QueueingLoadShed`] call: waiting for a slot, then the call.
-    pub struct QueueFuture<S: Service<Req>, Req, Pr> {
+    pub struct QueueFuture<S: Service<Req>, Req, Pr, M: Mode = Fixed> {
         #[pin]
-        state: State<S, Req, Pr>,
+        state: State<S, Req, Pr, M>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = StateProj]
-    enum State<S: Service<Req>, Req, Pr> {
+    enum State<S: Service<Req>, Req, Pr, M: Mode> {
         Waiting {
             #[pin]
             freed: tokio::sync::futures::OwnedNotified,
             #[pin]
             until: tokio::time::Sleep,
-            waiting: Option<Waiting<S, Req, Pr>>,
+            waiting: Option<Waiting<S, Req, Pr, M>>,
         },
-        Running { #[pin] future: ResponseFuture<S::Future> },
+        Running { #[pin] future: ResponseFuture<S::Future, M> },
     }
 }
 
-impl<S: Service<Req>, Req, Pr> QueueFuture<S, Req, Pr> {
-    fn running(future: ResponseFuture<S::Future>) -> Self {
+impl<S: Service<Req>, Req, Pr, M: Mode> QueueFuture<S, Req, Pr, M> {
+    fn running(future: ResponseFuture<S::Future, M>) -> Self {
         Self {
             state: State::Running { future },
         }
     }
 }
 
-impl<S: Service<Req>, Req, Pr> fmt::Debug for QueueFuture<S, Req, Pr> {
+impl<S: Service<Req>, Req, Pr, M: Mode> fmt::Debug for QueueFuture<S, Req, Pr, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Waiting { .. } => "waiting",
@@ -244,12 +246,13 @@ impl<S: Service<Req>, Req, Pr> fmt::Debug for QueueFuture<S, Req, Pr> {
     }
 }
 
-impl<S, B, ResBody, Pr> Future for QueueFuture<S, http::Request<B>, Pr>
+impl<S, B, ResBody, Pr, M> Future for QueueFuture<S, http::Request<B>, Pr, M>
 where
     S: Service<http::Request<B>, Response = http::Response<ResBody>>,
     S::Error: Into<BoxError>,
+    M: Mode,
 {
-    type Output = Result<http::Response<PermitBody<ResBody>>, BoxError>;
+    type Output = Result<http::Response<PermitBody<ResBody, M>>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -274,7 +277,7 @@ where
                         } = waiting.take().expect("present");
                         drop(place);
                         State::Running {
-                            future: layer.admit(permit, |()| inner.call(req)),
+                            future: layer.admit(permit, req, |req| inner.call(req)),
                         }
                     } else if freed.as_mut().poll(cx).is_ready() {
                         // A slot was freed: look again, with a fresh wake-up registered.

@@ -14,8 +14,9 @@ use crate::error::{ConfigError, Overloaded, TimedOut};
 use crate::sync::Arc;
 use crate::{BoxError, Rejection};
 
-use super::adaptive::{AdaptiveLimit, Controller, Signal};
+use super::adaptive::{AdaptiveLimit, Controller};
 use super::limit::{Gate, Permit, Priority};
+use super::mode::{Adaptive, Fixed, Mode};
 
 /// What decides a request's [`Priority`]: a closure over the request, or
 /// [`HeaderPriority`].
@@ -105,25 +106,32 @@ impl<B> Prioritize<http::Request<B>> for HeaderPriority {
 /// # Sharing
 ///
 /// One limit per built layer, shared by every clone and every `Layer::layer` call.
-pub struct LoadShedLayer<Pr = AllNormal> {
+///
+/// # Type parameters
+///
+/// `Pr` decides priorities ([`Prioritize`]); `M` is [`Fixed`] or [`Adaptive`], as the builder
+/// chose.
+pub struct LoadShedLayer<Pr = AllNormal, M = Fixed> {
     gate: Arc<Gate>,
     prioritize: Pr,
     retry_after: Duration,
     metrics: Arc<crate::metrics::LoadShed>,
+    mode: M,
 }
 
-impl<Pr: Clone> Clone for LoadShedLayer<Pr> {
+impl<Pr: Clone, M: Copy> Clone for LoadShedLayer<Pr, M> {
     fn clone(&self) -> Self {
         Self {
             gate: Arc::clone(&self.gate),
             prioritize: self.prioritize.clone(),
             retry_after: self.retry_after,
             metrics: Arc::clone(&self.metrics),
+            mode: self.mode,
         }
     }
 }
 
-impl<Pr: fmt::Debug> fmt::Debug for LoadShedLayer<Pr> {
+impl<Pr: fmt::Debug, M> fmt::Debug for LoadShedLayer<Pr, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoadShedLayer")
             .field("limit", &self.gate.limit())
@@ -147,11 +155,12 @@ impl LoadShedLayer {
             prioritize: AllNormal,
             name: "default",
             adaptive: None,
+            mode: Fixed,
         }
     }
 }
 
-impl<Pr> LoadShedLayer<Pr> {
+impl<Pr, M> LoadShedLayer<Pr, M> {
     /// Requests in flight now (admitted and not yet finished, their bodies included).
     ///
     /// ```
@@ -175,7 +184,7 @@ impl<Pr> LoadShedLayer<Pr> {
 /// Settings of a [`LoadShedLayer`], validated by [`build`](Self::build).
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build()` is called"]
-pub struct LoadShedBuilder<Pr = AllNormal> {
+pub struct LoadShedBuilder<Pr = AllNormal, M = Fixed> {
     max_in_flight: u64,
     critical_share: f64,
     sheddable_share: f64,
@@ -183,9 +192,10 @@ pub struct LoadShedBuilder<Pr = AllNormal> {
     prioritize: Pr,
     name: &'static str,
     adaptive: Option<AdaptiveLimit>,
+    mode: M,
 }
 
-impl<Pr> LoadShedBuilder<Pr> {
+impl<Pr, M: Mode> LoadShedBuilder<Pr, M> {
     /// Moves the limit with the load instead of fixing it: see [`AdaptiveLimit`] for the
     /// rule. `max_in_flight` is then ignored; the limit starts at `AdaptiveLimit::initial`.
     ///
@@ -204,9 +214,17 @@ impl<Pr> LoadShedBuilder<Pr> {
     /// assert_eq!(layer.limit(), 8);
     /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
-    pub fn adaptive(mut self, adaptive: AdaptiveLimit) -> Self {
-        self.adaptive = Some(adaptive);
-        self
+    pub fn adaptive(self, adaptive: AdaptiveLimit) -> LoadShedBuilder<Pr, Adaptive> {
+        LoadShedBuilder {
+            max_in_flight: self.max_in_flight,
+            critical_share: self.critical_share,
+            sheddable_share: self.sheddable_share,
+            retry_after: self.retry_after,
+            prioritize: self.prioritize,
+            name: self.name,
+            adaptive: Some(adaptive),
+            mode: Adaptive,
+        }
     }
 
     /// Requests in flight at most. Default: 64.
@@ -288,7 +306,7 @@ impl<Pr> LoadShedBuilder<Pr> {
     /// # let _ = layer;
     /// # Ok::<(), tower_rampart::ConfigError>(())
     /// ```
-    pub fn prioritize<Pr2>(self, prioritize: Pr2) -> LoadShedBuilder<Pr2> {
+    pub fn prioritize<Pr2>(self, prioritize: Pr2) -> LoadShedBuilder<Pr2, M> {
         LoadShedBuilder {
             max_in_flight: self.max_in_flight,
             critical_share: self.critical_share,
@@ -297,6 +315,7 @@ impl<Pr> LoadShedBuilder<Pr> {
             prioritize,
             name: self.name,
             adaptive: self.adaptive,
+            mode: self.mode,
         }
     }
 
@@ -310,7 +329,7 @@ impl<Pr> LoadShedBuilder<Pr> {
     /// # use tower_rampart::load_shed::LoadShedLayer;
     /// assert_eq!(LoadShedLayer::builder().max_in_flight(0).build().unwrap_err().field(), "max_in_flight");
     /// ```
-    pub fn build(self) -> Result<LoadShedLayer<Pr>, ConfigError> {
+    pub fn build(self) -> Result<LoadShedLayer<Pr, M>, ConfigError> {
         if self.max_in_flight == 0 {
             return Err(ConfigError::new("max_in_flight", "must be at least 1"));
         }
@@ -343,12 +362,13 @@ impl<Pr> LoadShedBuilder<Pr> {
             prioritize: self.prioritize,
             retry_after: self.retry_after,
             metrics: Arc::new(crate::metrics::LoadShed::new(self.name)),
+            mode: self.mode,
         })
     }
 }
 
-impl<S, Pr: Clone> Layer<S> for LoadShedLayer<Pr> {
-    type Service = LoadShed<S, Pr>;
+impl<S, Pr: Clone, M: Copy> Layer<S> for LoadShedLayer<Pr, M> {
+    type Service = LoadShed<S, Pr, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         LoadShed {
@@ -363,12 +383,12 @@ impl<S, Pr: Clone> Layer<S> for LoadShedLayer<Pr> {
 /// Decides in `call`: a free slot calls the inner service, which keeps the slot until the
 /// response body has ended (or the call fails or is dropped); no free slot answers
 /// [`Rejection::Overloaded`] at once. `poll_ready` only forwards to the inner service.
-pub struct LoadShed<S, Pr = AllNormal> {
+pub struct LoadShed<S, Pr = AllNormal, M = Fixed> {
     inner: S,
-    layer: LoadShedLayer<Pr>,
+    layer: LoadShedLayer<Pr, M>,
 }
 
-impl<S: Clone, Pr: Clone> Clone for LoadShed<S, Pr> {
+impl<S: Clone, Pr: Clone, M: Copy> Clone for LoadShed<S, Pr, M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -377,7 +397,7 @@ impl<S: Clone, Pr: Clone> Clone for LoadShed<S, Pr> {
     }
 }
 
-impl<S: fmt::Debug, Pr: fmt::Debug> fmt::Debug for LoadShed<S, Pr> {
+impl<S: fmt::Debug, Pr: fmt::Debug, M> fmt::Debug for LoadShed<S, Pr, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoadShed")
             .field("inner", &self.inner)
@@ -386,19 +406,20 @@ impl<S: fmt::Debug, Pr: fmt::Debug> fmt::Debug for LoadShed<S, Pr> {
     }
 }
 
-impl<S, Pr> LoadShed<S, Pr> {
+impl<S, Pr, M> LoadShed<S, Pr, M> {
     crate::macros::inner_accessors!();
 }
 
-impl<S, B, ResBody, Pr> Service<http::Request<B>> for LoadShed<S, Pr>
+impl<S, B, ResBody, Pr, M> Service<http::Request<B>> for LoadShed<S, Pr, M>
 where
     S: Service<http::Request<B>, Response = http::Response<ResBody>>,
     S::Error: Into<BoxError>,
     Pr: Prioritize<http::Request<B>>,
+    M: Mode,
 {
-    type Response = http::Response<PermitBody<ResBody>>;
+    type Response = http::Response<PermitBody<ResBody, M>>;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, M>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -413,7 +434,7 @@ where
             // Built in place (not through `admit`): the inner future is written once.
             Some(permit) => ResponseFuture {
                 kind: Kind::Called {
-                    start: self.layer.start_timing(),
+                    start: M::start(&self.layer.gate, &req),
                     future: self.inner.call(req),
                     permit: Some(permit),
                 },
@@ -423,7 +444,7 @@ where
     }
 }
 
-impl<Pr> LoadShedLayer<Pr> {
+impl<Pr, M: Mode> LoadShedLayer<Pr, M> {
     /// The layer's slots.
     #[inline]
     pub(super) fn gate(&self) -> &Arc<Gate> {
@@ -433,13 +454,8 @@ impl<Pr> LoadShedLayer<Pr> {
     /// An adaptive shedder's refusal of a call whose deadline is nearer than what calls
     /// take now: admitted, it would only time out.
     #[inline]
-    pub(super) fn too_late<F>(&self, priority: Priority) -> Option<ResponseFuture<F>> {
-        let controller = self.gate.controller.as_ref()?;
-        let typical = controller.typical()?;
-        let left = crate::context::current_deadline()?.remaining();
-        if left >= typical {
-            return None;
-        }
+    pub(super) fn too_late<F>(&self, priority: Priority) -> Option<ResponseFuture<F, M>> {
+        let (left, typical) = M::too_late(&self.gate)?;
         self.metrics.too_late(priority);
         tracing::debug!(
             load_shed.priority = priority.as_str(),
@@ -456,28 +472,24 @@ impl<Pr> LoadShedLayer<Pr> {
 
     /// The call `call` makes, holding `permit`, timed when the limit adapts.
     #[inline]
-    pub(super) fn admit<F>(&self, permit: Permit, call: impl FnOnce(()) -> F) -> ResponseFuture<F> {
+    pub(super) fn admit<F, B>(
+        &self,
+        permit: Permit,
+        req: http::Request<B>,
+        call: impl FnOnce(http::Request<B>) -> F,
+    ) -> ResponseFuture<F, M> {
         ResponseFuture {
             kind: Kind::Called {
-                start: self.start_timing(),
-                future: call(()),
+                start: M::start(&self.gate, &req),
+                future: call(req),
                 permit: Some(permit),
             },
         }
     }
 
-    /// When an adaptive limit times an admitted call, its start: one clock read at each end.
-    #[inline]
-    fn start_timing(&self) -> Option<tokio::time::Instant> {
-        self.gate.controller.as_ref().map(|controller| {
-            controller.admitted(self.gate.in_flight());
-            tokio::time::Instant::now()
-        })
-    }
-
     /// The refusal of a call of `priority` that found no slot.
     #[cold]
-    pub(super) fn shed<F>(&self, priority: Priority) -> ResponseFuture<F> {
+    pub(super) fn shed<F>(&self, priority: Priority) -> ResponseFuture<F, M> {
         self.metrics.shed(priority);
         let limit = self.gate.limit();
         tracing::debug!(
@@ -504,22 +516,22 @@ impl<Pr> LoadShedLayer<Pr> {
 
 pin_project_lite::pin_project! {
     /// The future of a [`LoadShed`] call: the inner call holding its slot, or a refusal.
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, M: Mode = Fixed> {
         #[pin]
-        kind: Kind<F>,
+        kind: Kind<F, M>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = KindProj]
-    enum Kind<F> {
-        Called { #[pin] future: F, permit: Option<Permit>, start: Option<tokio::time::Instant> },
+    enum Kind<F, M: Mode> {
+        Called { #[pin] future: F, permit: Option<Permit>, start: M::Start },
         Shed { rejection: Option<Overloaded> },
         TooLate { rejection: Option<TimedOut> },
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F, M: Mode> fmt::Debug for ResponseFuture<F, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.kind {
             Kind::Called { .. } => "called",
@@ -532,12 +544,13 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E, M> Future for ResponseFuture<F, M>
 where
     F: Future<Output = Result<http::Response<B>, E>>,
     E: Into<BoxError>,
+    M: Mode,
 {
-    type Output = Result<http::Response<PermitBody<B>>, BoxError>;
+    type Output = Result<http::Response<PermitBody<B, M>>, BoxError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -549,16 +562,10 @@ where
             } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
                 // A gRPC answer without its status in the headers is judged at its trailers.
-                let mut deferred = None;
-                if let (Some(permit), Some(start)) = (permit.as_ref(), *start) {
-                    let end = tokio::time::Instant::now();
-                    let latency =
-                        crate::clock::duration_nanos(end.saturating_duration_since(start));
-                    match signal_of(&result, latency) {
-                        Some(signal) => adapt(&permit.gate, signal, end),
-                        None => deferred = Some(start),
-                    }
-                }
+                let deferred = match permit.as_ref() {
+                    Some(permit) => M::answered(&permit.gate, *start, &result),
+                    None => M::NOTHING,
+                };
                 let response = result?;
                 // The slot goes with the body; a failed call has given it back already.
                 let permit = permit.take();
@@ -584,99 +591,6 @@ where
     }
 }
 
-/// Reports a completed call of an adaptive shedder, admitted at `start`, and moves the
-/// limit when it closes a window.
-fn adapt(gate: &Gate, signal: Signal, end: tokio::time::Instant) {
-    let Some(controller) = &gate.controller else {
-        return;
-    };
-    if let Some(closed) = controller.complete(signal, end) {
-        let before = gate.limit();
-        gate.set_limit(closed.limit);
-        let window = closed.window;
-        crate::metrics::load_shed_window(
-            gate.name,
-            closed.limit,
-            window.max_in_flight,
-            window.p90,
-            closed.state.baseline,
-        );
-        if closed.limit != before {
-            tracing::debug!(
-                load_shed.name = gate.name,
-                load_shed.limit = closed.limit,
-                load_shed.previous = before,
-                load_shed.p90_ms = window.p90 as f64 / 1e6,
-                load_shed.baseline_ms = closed.state.baseline / 1e6,
-                load_shed.overloads = window.overloads,
-                load_shed.slow_start = closed.state.slow_start,
-                "load shedder limit changed"
-            );
-        }
-        if closed.overload_began {
-            tracing::info!(
-                load_shed.name = gate.name,
-                load_shed.limit = closed.limit,
-                load_shed.p90_ms = window.p90 as f64 / 1e6,
-                load_shed.baseline_ms = closed.state.baseline / 1e6,
-                load_shed.overloads = window.overloads,
-                "load shedder sees overload; lowering its limit"
-            );
-        } else if closed.overload_ended {
-            tracing::info!(
-                load_shed.name = gate.name,
-                load_shed.limit = closed.limit,
-                "load shedder no longer sees overload"
-            );
-        }
-    }
-}
-
-/// What a completed call says about load (see [`AdaptiveLimit`]); `None` for a gRPC answer
-/// whose status will come in its trailers.
-fn signal_of<B>(result: &Result<http::Response<B>, BoxError>, latency: u64) -> Option<Signal> {
-    Some(match result {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            if matches!(status, 429 | 503 | 504) {
-                return Some(Signal::Overload);
-            }
-            if status == 200 && crate::grpc::is_grpc(response.headers()) {
-                // Trailers-Only (a refusal, an error) carries the status in the headers.
-                let value = crate::grpc::status_value(response.headers())?;
-                return Some(grpc_signal(crate::grpc::parse_status(value), latency));
-            }
-            if response.status().is_client_error() || response.status().is_server_error() {
-                Signal::Neutral
-            } else {
-                Signal::Latency(latency)
-            }
-        }
-        Err(err) => match Rejection::find(err.as_ref()) {
-            Some(
-                Rejection::TimedOut(_)
-                | Rejection::RateLimited(_)
-                | Rejection::Overloaded(_)
-                | Rejection::CircuitOpen(_),
-            ) => Signal::Overload,
-            _ => Signal::Neutral,
-        },
-    })
-}
-
-/// What a gRPC status says about load: `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED` and
-/// `UNAVAILABLE` are overload, `OK` a latency sample, anything else nothing.
-fn grpc_signal(code: Option<u8>, latency: u64) -> Signal {
-    use crate::grpc::code;
-    match code {
-        Some(0) => Signal::Latency(latency),
-        Some(code::DEADLINE_EXCEEDED | code::RESOURCE_EXHAUSTED | code::UNAVAILABLE) => {
-            Signal::Overload
-        }
-        _ => Signal::Neutral,
-    }
-}
-
 pin_project_lite::pin_project! {
     /// The body of an admitted response: the inner body, holding the request's slot until
     /// it ends (or is dropped), so a streamed answer counts for as long as it streams.
@@ -698,16 +612,16 @@ pin_project_lite::pin_project! {
     /// # Ok::<(), tower_rampart::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub struct PermitBody<B> {
+    pub struct PermitBody<B, M: Mode = Fixed> {
         #[pin]
         inner: B,
         permit: Option<Permit>,
         // When a gRPC call whose status is in the trailers was admitted (adaptive limit).
-        deferred: Option<tokio::time::Instant>,
+        deferred: M::Deferred,
     }
 }
 
-impl<B: fmt::Debug> fmt::Debug for PermitBody<B> {
+impl<B: fmt::Debug, M: Mode> fmt::Debug for PermitBody<B, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PermitBody")
             .field("inner", &self.inner)
@@ -716,7 +630,7 @@ impl<B: fmt::Debug> fmt::Debug for PermitBody<B> {
     }
 }
 
-impl<B: Body> Body for PermitBody<B> {
+impl<B: Body, M: Mode> Body for PermitBody<B, M> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -727,25 +641,8 @@ impl<B: Body> Body for PermitBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        if let Some(start) = *this.deferred {
-            // The call's status: in the trailers, or none (an error, or a body that ended
-            // without one), which says nothing about load.
-            let ended = match &frame {
-                Some(Ok(frame)) => frame.trailers_ref().map(|trailers| {
-                    let end = tokio::time::Instant::now();
-                    let latency =
-                        crate::clock::duration_nanos(end.saturating_duration_since(start));
-                    (
-                        grpc_signal(crate::grpc::status_code(trailers), latency),
-                        end,
-                    )
-                }),
-                Some(Err(_)) | None => Some((Signal::Neutral, tokio::time::Instant::now())),
-            };
-            if let (Some((signal, end)), Some(permit)) = (ended, this.permit.as_ref()) {
-                *this.deferred = None;
-                adapt(&permit.gate, signal, end);
-            }
+        if let Some(permit) = this.permit.as_ref() {
+            M::frame(&permit.gate, this.deferred, frame.as_ref());
         }
         if frame.is_none() || this.inner.is_end_stream() {
             this.permit.take();
@@ -765,12 +662,12 @@ impl<B: Body> Body for PermitBody<B> {
 }
 
 /// A rejection answered outside the load shedder holds no slot.
-impl<B: crate::http::ResponseBody> crate::http::ResponseBody for PermitBody<B> {
+impl<B: crate::http::ResponseBody, M: Mode> crate::http::ResponseBody for PermitBody<B, M> {
     fn from_bytes(bytes: bytes::Bytes) -> Self {
         Self {
             inner: B::from_bytes(bytes),
             permit: None,
-            deferred: None,
+            deferred: M::NOTHING,
         }
     }
 
@@ -778,7 +675,7 @@ impl<B: crate::http::ResponseBody> crate::http::ResponseBody for PermitBody<B> {
         Self {
             inner: B::empty(),
             permit: None,
-            deferred: None,
+            deferred: M::NOTHING,
         }
     }
 }

@@ -429,12 +429,50 @@ fn shed_rampart_adaptive(n: u64) {
     drive(n, layer.layer(handler()), || request(false, false));
 }
 
+/// The least a limit refusing in `call` and holding its slot to the body's end must do.
+fn shed_floor(n: u64) {
+    drive(
+        n,
+        tower_rampart_bench::support::SlotFloor::new(handler(), 1_000),
+        || request(false, false),
+    );
+}
+
+/// The floor of an adaptive limit: the fixed floor, each call timed with tokio's clock.
+fn shed_floor_timed(n: u64) {
+    drive(
+        n,
+        tower_rampart_bench::support::SlotFloor::new(handler(), 1_000).timed(),
+        || request(false, false),
+    );
+}
+
 /// tower's pair: a concurrency limit (its slot taken in `poll_ready`) that sheds when full.
 fn shed_tower(n: u64) {
-    let svc = ServiceBuilder::new()
-        .load_shed()
-        .concurrency_limit(1_000)
-        .service(handler());
+    drive_ready(
+        n,
+        ServiceBuilder::new()
+            .load_shed()
+            .concurrency_limit(1_000)
+            .service(handler()),
+    );
+}
+
+/// tower's concurrency limit alone: it waits in `poll_ready` for a slot instead of refusing.
+fn shed_tower_limit_only(n: u64) {
+    drive_ready(
+        n,
+        ServiceBuilder::new()
+            .concurrency_limit(1_000)
+            .service(handler()),
+    );
+}
+
+/// Like [`drive`], for a service that needs `poll_ready` before each call.
+fn drive_ready<S>(n: u64, svc: S)
+where
+    S: Service<Request<()>>,
+{
     let runtime = runtime();
     let _entered = runtime.enter();
     let mut svc = svc;
@@ -567,15 +605,33 @@ const CASES: &[Case] = &[
     },
     Case {
         group: "load_shed",
+        name: "floor: one compare-and-swap, the slot held by the body",
+        role: Role::Floor,
+        run: shed_floor,
+    },
+    Case {
+        group: "load_shed",
         name: "rampart admitted (slot held to the end of the body)",
         role: Role::Rampart,
         run: shed_rampart,
     },
     Case {
         group: "load_shed",
+        name: "floor, timed: two clock reads and a latency sample more",
+        role: Role::Floor,
+        run: shed_floor_timed,
+    },
+    Case {
+        group: "load_shed",
         name: "rampart adaptive admitted",
         role: Role::Rampart,
         run: shed_rampart_adaptive,
+    },
+    Case {
+        group: "load_shed",
+        name: "tower ConcurrencyLimit alone (waits instead of refusing)",
+        role: Role::Compared,
+        run: shed_tower_limit_only,
     },
     Case {
         group: "load_shed",
@@ -847,8 +903,13 @@ fn main() {
             .iter()
             .filter(|(c, _)| c.role == Role::Compared)
             .collect();
-        let floor = rows.iter().find(|(c, _)| c.role == Role::Floor);
-        for (case, total) in rows.iter() {
+        // A case is read against the nearest floor above it (a group may have several,
+        // one per kind of case), else the group's first.
+        let mut floor = rows.iter().find(|(c, _)| c.role == Role::Floor);
+        for row @ (case, total) in rows.iter() {
+            if case.role == Role::Floor {
+                floor = Some(row);
+            }
             let over = total - baseline;
             let mut line = if case.role == Role::Alone {
                 format!("| {} | {} | {:.0} | |", case.group, case.name, total)
