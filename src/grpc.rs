@@ -56,14 +56,16 @@ pub(crate) const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("appli
 
 /// gRPC status codes this crate answers or reads, by number.
 pub(crate) mod code {
-    #[cfg(feature = "circuit-breaker")]
+    #[cfg(any(feature = "circuit-breaker", feature = "load-shed"))]
     pub(crate) const CANCELLED: u8 = 1;
-    #[cfg(any(feature = "circuit-breaker", feature = "grpc"))]
+    #[cfg(any(feature = "circuit-breaker", feature = "load-shed", feature = "grpc"))]
     pub(crate) const UNKNOWN: u8 = 2;
     pub(crate) const DEADLINE_EXCEEDED: u8 = 4;
     pub(crate) const RESOURCE_EXHAUSTED: u8 = 8;
     pub(crate) const INTERNAL: u8 = 13;
     pub(crate) const UNAVAILABLE: u8 = 14;
+    #[cfg(any(feature = "circuit-breaker", feature = "load-shed"))]
+    pub(crate) const DATA_LOSS: u8 = 15;
     /// The largest code gRPC defines (`UNAUTHENTICATED`).
     #[cfg(any(feature = "circuit-breaker", feature = "load-shed"))]
     pub(crate) const MAX: u8 = 16;

@@ -66,6 +66,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+#[cfg(any(feature = "circuit-breaker", feature = "load-shed"))]
+mod answer;
 #[cfg(any(feature = "timeout", feature = "request-id"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "timeout", feature = "request-id"))))]
 pub mod context;

@@ -6,6 +6,8 @@ use std::task::{Context, Poll, ready};
 
 use http_body::{Body, Frame, SizeHint};
 
+use crate::answer::Answer;
+
 use super::classify::HttpClassifier;
 use super::future::Pending;
 
@@ -75,7 +77,7 @@ impl<B: Body> Body for ClassifiedBody<B> {
             };
             if let Some(code) = ended {
                 if let Some((call, classifier)) = this.pending.take() {
-                    call.finish(classifier.grpc_outcome(code));
+                    call.finish(classifier.outcome(Answer::of_grpc(code)));
                 }
             }
         }

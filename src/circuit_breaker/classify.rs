@@ -1,6 +1,7 @@
 //! Deciding what a call's result says about the dependency's health.
 
-use crate::{BoxError, Rejection};
+use crate::BoxError;
+use crate::answer::Answer;
 
 use super::body::ClassifiedBody;
 use super::future::Pending;
@@ -91,13 +92,16 @@ where
 /// | 5xx response | failure |
 /// | 429 response | ignore (configurable with [`too_many_requests`](Self::too_many_requests)) |
 /// | any other response (2xx, 3xx, 4xx) | success: the dependency is up, the request was wrong |
-/// | gRPC answer `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNKNOWN` | failure |
+/// | gRPC answer `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNKNOWN`, `DATA_LOSS` | failure |
 /// | gRPC answer `RESOURCE_EXHAUSTED` | failure (configurable with [`resource_exhausted`](Self::resource_exhausted)) |
 /// | gRPC answer `CANCELLED` | ignore |
 /// | any other gRPC answer (`OK`, `NOT_FOUND`, `INVALID_ARGUMENT`, ...) | success |
 /// | gRPC body that fails or ends without a `grpc-status` | failure |
 /// | error that is a [`RateLimited`](Rejection::RateLimited) or [`CircuitOpen`](Rejection::CircuitOpen) rejection (from a layer inside this one) | ignore |
 /// | any other error (transport, timeout) | failure |
+///
+/// The adaptive load shedder reads answers through the same table, each row to its own end
+/// (a 4xx says nothing about load; a 429 or a timeout says overload).
 ///
 /// A gRPC answer (HTTP 200 with `content-type: application/grpc*`) carries its status in the
 /// response headers when it is Trailers-Only (every refusal, most errors) and in the
@@ -193,15 +197,15 @@ impl HttpClassifier {
         }
     }
 
-    /// The outcome of a gRPC status code.
-    pub(crate) fn grpc_outcome(&self, code: Option<u8>) -> Outcome {
-        use crate::grpc::code;
-        match code {
-            Some(code::CANCELLED) => Outcome::Ignore,
-            Some(code::RESOURCE_EXHAUSTED) => self.resource_exhausted,
-            Some(code::UNKNOWN | code::DEADLINE_EXCEEDED | code::INTERNAL | code::UNAVAILABLE)
-            | None => Outcome::Failure,
-            Some(_) => Outcome::Success,
+    /// What an answer says about the dependency.
+    #[inline]
+    pub(crate) fn outcome(&self, answer: Answer) -> Outcome {
+        match answer {
+            Answer::Ok | Answer::Rejected => Outcome::Success,
+            Answer::TooManyRequests => self.too_many_requests,
+            Answer::ResourceExhausted => self.resource_exhausted,
+            Answer::Unavailable | Answer::TimedOut | Answer::Failed => Outcome::Failure,
+            Answer::Cancelled | Answer::Refused => Outcome::Ignore,
         }
     }
 }
@@ -216,23 +220,12 @@ impl<B> Classify<http::Response<B>> for HttpClassifier {
     type Response = http::Response<ClassifiedBody<B>>;
 
     fn classify(&self, result: &Result<http::Response<B>, BoxError>) -> Option<Outcome> {
-        let response = match result {
-            Ok(response) => response,
-            Err(error) => return Some(error_outcome(error)),
-        };
-        let status = response.status();
-        if status == http::StatusCode::OK && crate::grpc::is_grpc(response.headers()) {
-            // A gRPC answer: Trailers-Only carries its status here, any other in trailers.
-            return crate::grpc::status_value(response.headers())
-                .map(|status| self.grpc_outcome(crate::grpc::parse_status(status)));
-        }
-        Some(if status.is_server_error() {
-            Outcome::Failure
-        } else if status == http::StatusCode::TOO_MANY_REQUESTS {
-            self.too_many_requests
-        } else {
-            Outcome::Success
-        })
+        // The breaker does not see the request: a gRPC answer is told by its content type.
+        // Trailers-Only carries its status in the headers, any other in the trailers.
+        let grpc = result.as_ref().is_ok_and(|response| {
+            response.status() == http::StatusCode::OK && crate::grpc::is_grpc(response.headers())
+        });
+        Answer::of_result(result, grpc).map(|answer| self.outcome(answer))
     }
 
     fn respond(
@@ -279,9 +272,7 @@ impl<T> Classify<T> for ErrorsFail {
     }
 }
 
+/// An error's outcome: what [`HttpClassifier`] makes of one, whatever its settings.
 fn error_outcome(error: &BoxError) -> Outcome {
-    match Rejection::find(error.as_ref()) {
-        Some(rejection) if rejection.is_refusal() => Outcome::Ignore,
-        _ => Outcome::Failure,
-    }
+    HttpClassifier::new().outcome(Answer::of_error(error))
 }

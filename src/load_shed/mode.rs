@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use http_body::Frame;
 
-use crate::{BoxError, Rejection};
+use crate::BoxError;
+use crate::answer::Answer;
 
 use super::adaptive::Signal;
 use super::limit::Gate;
@@ -138,9 +139,10 @@ pub(crate) mod private {
         ) -> Option<tokio::time::Instant> {
             let end = tokio::time::Instant::now();
             let latency = crate::clock::duration_nanos(end.saturating_duration_since(start.at));
-            match signal_of(result, start.grpc, latency) {
-                Some(signal) => {
-                    adapt(gate, signal, end);
+            // A gRPC answer without its status in the headers is judged at its trailers.
+            match Answer::of_result(result, start.grpc) {
+                Some(answer) => {
+                    adapt(gate, signal(answer, latency), end);
                     None
                 }
                 None => Some(start.at),
@@ -157,24 +159,18 @@ pub(crate) mod private {
                 return;
             };
             // The call's status: in the trailers, or none (an error, or a body that ended
-            // without one), which says nothing about load.
-            let signal = match frame {
+            // without one).
+            let code = match frame {
                 Some(Ok(frame)) => match frame.trailers_ref() {
-                    Some(trailers) => {
-                        let end = tokio::time::Instant::now();
-                        let latency =
-                            crate::clock::duration_nanos(end.saturating_duration_since(start));
-                        (
-                            grpc_signal(crate::grpc::status_code(trailers), latency),
-                            end,
-                        )
-                    }
+                    Some(trailers) => crate::grpc::status_code(trailers),
                     None => return,
                 },
-                Some(Err(_)) | None => (Signal::Neutral, tokio::time::Instant::now()),
+                Some(Err(_)) | None => None,
             };
             *deferred = None;
-            adapt(gate, signal.0, signal.1);
+            let end = tokio::time::Instant::now();
+            let latency = crate::clock::duration_nanos(end.saturating_duration_since(start));
+            adapt(gate, signal(Answer::of_grpc(code), latency), end);
         }
     }
 }
@@ -236,52 +232,18 @@ fn window_closed(gate: &Gate, closed: super::adaptive::Closed) {
     }
 }
 
-/// What a completed call says about load (see [`AdaptiveLimit`](super::AdaptiveLimit));
-/// `None` for a gRPC answer whose status will come in its trailers.
+/// What an answer says about load (see [`AdaptiveLimit`](super::AdaptiveLimit)): the
+/// circuit breaker's reading of answers, each to its own end.
 #[inline]
-fn signal_of<B>(
-    result: &Result<http::Response<B>, BoxError>,
-    grpc: bool,
-    latency: u64,
-) -> Option<Signal> {
-    Some(match result {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            if matches!(status, 429 | 503 | 504) {
-                return Some(Signal::Overload);
-            }
-            if grpc && status == 200 {
-                // Trailers-Only (a refusal, an error) carries the status in the headers.
-                let value = crate::grpc::status_value(response.headers())?;
-                return Some(grpc_signal(crate::grpc::parse_status(value), latency));
-            }
-            if status >= 400 {
-                Signal::Neutral
-            } else {
-                Signal::Latency(latency)
-            }
-        }
-        Err(err) => match Rejection::find(err.as_ref()) {
-            Some(
-                Rejection::TimedOut(_)
-                | Rejection::RateLimited(_)
-                | Rejection::Overloaded(_)
-                | Rejection::CircuitOpen(_),
-            ) => Signal::Overload,
-            _ => Signal::Neutral,
-        },
-    })
-}
-
-/// What a gRPC status says about load: `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED` and
-/// `UNAVAILABLE` are overload, `OK` a latency sample, anything else nothing.
-fn grpc_signal(code: Option<u8>, latency: u64) -> Signal {
-    use crate::grpc::code;
-    match code {
-        Some(0) => Signal::Latency(latency),
-        Some(code::DEADLINE_EXCEEDED | code::RESOURCE_EXHAUSTED | code::UNAVAILABLE) => {
-            Signal::Overload
-        }
-        _ => Signal::Neutral,
+fn signal(answer: Answer, latency: u64) -> Signal {
+    match answer {
+        Answer::Ok => Signal::Latency(latency),
+        Answer::TooManyRequests
+        | Answer::ResourceExhausted
+        | Answer::Unavailable
+        | Answer::TimedOut
+        | Answer::Refused => Signal::Overload,
+        // The request's fault, the handler's own failure, or a caller that went away.
+        Answer::Rejected | Answer::Failed | Answer::Cancelled => Signal::Neutral,
     }
 }
