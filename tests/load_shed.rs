@@ -461,6 +461,71 @@ async fn the_adaptive_limit_finds_the_capacity_follows_it_down_and_back_up() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn after_a_quiet_spell_a_burst_gets_the_capacity_back_within_a_few_windows() {
+    use tower_rampart::load_shed::AdaptiveLimit;
+
+    let (workers, service) = (8usize, Duration::from_millis(20));
+    let window = service * 5;
+    let shed = LoadShedLayer::builder()
+        .adaptive(AdaptiveLimit::new().initial(4).window(window))
+        .critical_share(0.0)
+        .build()
+        .unwrap();
+    let svc = tower::util::BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(shed.clone())
+            .layer(TimeoutLayer::new(service * 5).unwrap().ignore_inbound())
+            .service(simulated(
+                Arc::new(tokio::sync::Semaphore::new(workers)),
+                service,
+            ))
+            .map_response(|r| r.map(|_| ())),
+    );
+    // Offers `per_tick` calls every `tick` for `length`; returns the limit at the end of
+    // each window.
+    let offer = |per_tick: usize, tick: Duration, length: Duration| {
+        let (svc, shed) = (svc.clone(), shed.clone());
+        async move {
+            let started = Instant::now();
+            let mut next_window = started + window;
+            let mut limits = Vec::new();
+            while started.elapsed() < length {
+                for _ in 0..per_tick {
+                    let svc = svc.clone();
+                    tokio::spawn(async move {
+                        let _ = svc.oneshot(Request::new(())).await;
+                    });
+                }
+                tokio::time::sleep(tick).await;
+                if Instant::now() >= next_window {
+                    limits.push(shed.limit());
+                    next_window += window;
+                }
+            }
+            limits
+        }
+    };
+    // Four times the capacity finds it; a quiet spell (one or two calls in flight) brings
+    // the limit down to twice that; then the four-fold load comes back.
+    let busy = offer(workers, service / 4, Duration::from_secs(3)).await;
+    let quiet = offer(1, service, Duration::from_secs(3)).await;
+    let back = offer(workers, service / 4, Duration::from_secs(2)).await;
+    println!("busy {busy:?}\nquiet {quiet:?}\nback {back:?}");
+    assert!(*busy.last().unwrap() >= 7, "{busy:?}");
+    assert!(*quiet.last().unwrap() <= 4, "{quiet:?}");
+    let capacity = workers as u64;
+    let regained = back
+        .iter()
+        .position(|l| *l >= (capacity * 8).div_ceil(10))
+        .expect("the limit comes back");
+    // Doubling back: 4, 8. Probing up one at a time would take four windows.
+    assert!(
+        regained <= 1,
+        "back to the capacity after {regained} windows: {back:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_call_whose_deadline_is_nearer_than_a_typical_call_is_refused_at_once() {
     use tower_rampart::context::{self, Context, Deadline};
     use tower_rampart::load_shed::AdaptiveLimit;

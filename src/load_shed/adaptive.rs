@@ -20,11 +20,13 @@ use crate::sync::{AtomicU64, Ordering};
 /// |---|---|---|
 /// | slow start (no overload seen yet), demand near `L` | `2·L` | find the capacity in a few windows, not one request at a time |
 /// | overload: any timeout or refusal from below, or p90 over `tolerance · baseline` | `L · max(0.8, tolerance · baseline / p90)` (at most `0.8·L` on timeouts or refusals) | a queue has formed: shrink in proportion to how long it makes calls, but never by more than a fifth per window, so one slow window does not collapse the limit |
+/// | no overload, demand near `L`, `L` below `K`, the limit the last overload left | `min(2·L, K)` | the limit fell while the service was not busy (see below): the capacity found before is the best guess, so take it back in a few windows |
 /// | no overload, demand near `L` (in flight reached `0.8·L`) | `L + max(1, L / 20)` | probe upward slowly, so the limit sits just above where the queue begins |
 /// | no overload, demand well below `L` | `L` | nothing to learn while the service is not busy |
 ///
-/// The limit always stays within `[min, max]` and at most `2 ×` the most requests seen in
-/// flight in the window (it never grows while the service is idle). The baseline is the
+/// The limit always stays within `[min, max]` and at most `headroom ×` (default `2 ×`) the
+/// most requests seen in flight in the window: it never grows while the service is idle,
+/// and a limit far above what is used cannot let a sudden burst through. The baseline is the
 /// lowest window median seen, which rises by 5% of the gap per window toward the current
 /// median, so it follows a service that became slower for good, and is never measured by
 /// pinning the concurrency low.
@@ -48,6 +50,7 @@ pub struct AdaptiveLimit {
     pub(crate) max: u64,
     pub(crate) window: Duration,
     pub(crate) tolerance: f64,
+    pub(crate) headroom: f64,
 }
 
 impl Default for AdaptiveLimit {
@@ -57,7 +60,7 @@ impl Default for AdaptiveLimit {
 }
 
 impl AdaptiveLimit {
-    /// Initial limit 4, between 1 and 1 000, windows of 250 ms, tolerance 1.1.
+    /// Initial limit 4, between 1 and 1 000, windows of 250 ms, tolerance 1.1, headroom 2.
     ///
     /// See [`AdaptiveLimit`] for an example.
     pub const fn new() -> Self {
@@ -67,6 +70,7 @@ impl AdaptiveLimit {
             max: 1_000,
             window: Duration::from_millis(250),
             tolerance: 1.1,
+            headroom: 2.0,
         }
     }
 
@@ -111,6 +115,24 @@ impl AdaptiveLimit {
         self
     }
 
+    /// How far above what is used the limit may stay: at most `headroom ×` the most calls
+    /// in flight in the last window (1.5 to 100). Default: 2, so a service at a tenth of its
+    /// capacity admits a burst of twice its current load at once, and the limit doubles
+    /// back toward the capacity it found before within a few windows.
+    ///
+    /// ```
+    /// use tower_rampart::load_shed::{AdaptiveLimit, LoadShedLayer};
+    ///
+    /// let layer = LoadShedLayer::builder().adaptive(AdaptiveLimit::new().headroom(4.0)).build()?;
+    /// # let _ = layer;
+    /// assert!(LoadShedLayer::builder().adaptive(AdaptiveLimit::new().headroom(1.0)).build().is_err());
+    /// # Ok::<(), tower_rampart::ConfigError>(())
+    /// ```
+    pub const fn headroom(mut self, headroom: f64) -> Self {
+        self.headroom = headroom;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.min == 0 || self.min > self.max {
             return Err(ConfigError::new(
@@ -129,6 +151,11 @@ impl AdaptiveLimit {
         }
         if !(self.tolerance >= 1.0 && self.tolerance <= 10.0) {
             return Err(ConfigError::new("adaptive", "tolerance must be 1 to 10"));
+        }
+        // Below 1.5 a limit could never grow: growing needs 0.8·L in flight, and the
+        // ceiling would then be under L · 1.2.
+        if !(self.headroom >= 1.5 && self.headroom <= 100.0) {
+            return Err(ConfigError::new("adaptive", "headroom must be 1.5 to 100"));
         }
         Ok(())
     }
@@ -155,6 +182,8 @@ pub(crate) struct State {
     /// ns; 0 until the first window with samples.
     pub(crate) baseline: f64,
     pub(crate) slow_start: bool,
+    /// The limit the last overload left; 0 before the first.
+    pub(crate) known: f64,
 }
 
 /// The update rule: pure, over plain numbers (see [`AdaptiveLimit`] for the table).
@@ -164,6 +193,7 @@ pub(crate) fn next(state: State, window: Window, config: &AdaptiveLimit) -> (Sta
         mut limit,
         mut baseline,
         mut slow_start,
+        mut known,
     } = state;
     if window.samples > 0 {
         let p50 = window.p50 as f64;
@@ -188,14 +218,17 @@ pub(crate) fn next(state: State, window: Window, config: &AdaptiveLimit) -> (Sta
             factor = factor.min(0.8);
         }
         limit *= factor;
+        known = limit;
     } else if demand {
         limit = if slow_start {
             limit * 2.0
+        } else if limit < known {
+            (limit * 2.0).min(known)
         } else {
             limit + (limit / 20.0).max(1.0)
         };
     }
-    let ceiling = (2 * window.max_in_flight).max(config.min) as f64;
+    let ceiling = (config.headroom * window.max_in_flight as f64).max(config.min as f64);
     let limit = limit
         .min(ceiling)
         .clamp(config.min as f64, config.max as f64);
@@ -203,6 +236,7 @@ pub(crate) fn next(state: State, window: Window, config: &AdaptiveLimit) -> (Sta
         limit,
         baseline,
         slow_start,
+        known,
     };
     (state, overloaded)
 }
@@ -310,6 +344,8 @@ pub(crate) struct Controller {
     /// The last window's median latency (ns): what a call typically takes now.
     typical: AtomicU64,
     slow_start: crate::sync::AtomicBool,
+    /// The limit the last overload left.
+    known_bits: AtomicU64,
     /// Whether the last window showed overload: episodes are logged at INFO.
     in_overload: crate::sync::AtomicBool,
     epoch: tokio::time::Instant,
@@ -333,6 +369,7 @@ impl Controller {
             baseline_bits: AtomicU64::new(0f64.to_bits()),
             typical: AtomicU64::new(0),
             slow_start: crate::sync::AtomicBool::new(true),
+            known_bits: AtomicU64::new(0f64.to_bits()),
             in_overload: crate::sync::AtomicBool::new(false),
             epoch: tokio::time::Instant::now(),
             config,
@@ -398,6 +435,7 @@ impl Controller {
             limit: f64::from_bits(self.limit_bits.load(Ordering::Relaxed)),
             baseline: f64::from_bits(self.baseline_bits.load(Ordering::Relaxed)),
             slow_start: self.slow_start.load(Ordering::Relaxed),
+            known: f64::from_bits(self.known_bits.load(Ordering::Relaxed)),
         };
         let (next, overloaded) = next(state, measured, &self.config);
         self.limit_bits
@@ -405,6 +443,8 @@ impl Controller {
         self.baseline_bits
             .store(next.baseline.to_bits(), Ordering::Relaxed);
         self.slow_start.store(next.slow_start, Ordering::Relaxed);
+        self.known_bits
+            .store(next.known.to_bits(), Ordering::Relaxed);
         let was = self.in_overload.swap(overloaded, Ordering::Relaxed);
         Some(Closed {
             limit: next.limit.round() as u64,
@@ -437,6 +477,7 @@ mod tests {
             limit,
             baseline: 0.0,
             slow_start: true,
+            known: 0.0,
         }
     }
 
@@ -475,6 +516,39 @@ mod tests {
             state = next(state, window(20, 200, 5, 4), &config).0;
         }
         assert_eq!(state.limit, 1.0);
+    }
+
+    #[test]
+    fn the_headroom_over_what_is_in_flight_is_configurable() {
+        let config = AdaptiveLimit::new().headroom(5.0);
+        let idle = next(start(100.0), window(20, 20, 0, 3), &config).0;
+        assert_eq!(idle.limit, 15.0);
+    }
+
+    #[test]
+    fn after_a_quiet_spell_the_limit_doubles_back_to_the_capacity_found_before() {
+        let config = AdaptiveLimit::new();
+        // Overload at 50: the limit drops to 40, and 40 is what the service is known to take.
+        let mut state = next(
+            State {
+                slow_start: false,
+                ..start(50.0)
+            },
+            window(20, 20, 3, 50),
+            &config,
+        )
+        .0;
+        assert_eq!((state.limit, state.known), (40.0, 40.0));
+        // A quiet spell: 2 in flight, so the limit falls to 4.
+        state = next(state, window(20, 20, 0, 2), &config).0;
+        assert_eq!(state.limit, 4.0);
+        // Demand is back: 4, 8, 16, 32, then 40, then slow probing.
+        let mut limits = Vec::new();
+        for _ in 0..6 {
+            state = next(state, window(20, 20, 0, state.limit as u64), &config).0;
+            limits.push(state.limit);
+        }
+        assert_eq!(limits, [8.0, 16.0, 32.0, 40.0, 42.0, 44.1]);
     }
 
     #[test]
