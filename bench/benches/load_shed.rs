@@ -14,7 +14,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use tower::{Layer, Service, ServiceBuilder, service_fn};
-use tower_rampart::load_shed::{AdaptiveLimit, LoadShedLayer};
+use tower_rampart::load_shed::{Adaptive, AdaptiveLimit, AllNormal, LoadShedLayer};
 use tower_rampart_bench::support::{ready_now, two_threads};
 
 fn bare() -> impl Service<
@@ -36,7 +36,7 @@ fn fixed() -> LoadShedLayer {
         .unwrap()
 }
 
-fn adaptive() -> LoadShedLayer {
+fn adaptive() -> LoadShedLayer<AllNormal, Adaptive> {
     LoadShedLayer::builder()
         .adaptive(AdaptiveLimit::new().initial(1_000).max(10_000))
         .build()
