@@ -97,7 +97,7 @@ where
 /// | gRPC answer `CANCELLED` | ignore |
 /// | any other gRPC answer (`OK`, `NOT_FOUND`, `INVALID_ARGUMENT`, ...) | success |
 /// | gRPC body that fails or ends without a `grpc-status` | failure |
-/// | error that is a [`RateLimited`](Rejection::RateLimited) or [`CircuitOpen`](Rejection::CircuitOpen) rejection (from a layer inside this one) | ignore |
+/// | error that is a [`RateLimited`](crate::Rejection::RateLimited), [`CircuitOpen`](crate::Rejection::CircuitOpen) or [`Overloaded`](crate::Rejection::Overloaded) rejection (from a layer inside this one) | ignore |
 /// | any other error (transport, timeout) | failure |
 ///
 /// The adaptive load shedder reads answers through the same table, each row to its own end

@@ -14,6 +14,8 @@ use crate::sync::{AtomicU64, Ordering};
 /// `RESOURCE_EXHAUSTED`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, read from the headers or, for a
 /// streamed gRPC answer, from its trailers when its body ends), and the most calls that were
 /// in flight at once. Client cancellations and other 4xx say nothing and are not counted.
+/// Statuses and gRPC codes are read through the same table as the circuit breaker's
+/// `HttpClassifier`, each to its own end.
 /// Then, with `L` the limit:
 ///
 /// | situation | new limit | why |
