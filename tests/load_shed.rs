@@ -353,17 +353,18 @@ struct Phase {
     limits: Vec<u64>,
 }
 
-/// An adaptive shedder over `workers` workers taking `service` each, offered four times the
-/// first capacity, through three phases of `length`: full capacity, half (the other half
-/// busy elsewhere), full again. The timeout (5 × `service`) is inside the shedder.
-async fn adaptive_run(workers: usize, service: Duration, length: Duration) -> [Phase; 3] {
+type AdaptiveShed =
+    LoadShedLayer<tower_rampart::load_shed::AllNormal, tower_rampart::load_shed::Adaptive>;
+type Driven = tower::util::BoxCloneSyncService<Request<()>, Response<()>, tower_rampart::BoxError>;
+
+/// The stack the adaptive runs drive: an adaptive shedder (initial limit 4, windows of
+/// 5 × `service`, no critical share) over a timeout of 5 × `service` over the simulated
+/// backend of `pool`'s workers.
+fn adaptive_stack(pool: Arc<tokio::sync::Semaphore>, service: Duration) -> (AdaptiveShed, Driven) {
     use tower_rampart::load_shed::AdaptiveLimit;
 
-    let pool = Arc::new(tokio::sync::Semaphore::new(workers));
-    let backend = simulated(Arc::clone(&pool), service);
-    let window = service * 5;
     let shed = LoadShedLayer::builder()
-        .adaptive(AdaptiveLimit::new().initial(4).window(window))
+        .adaptive(AdaptiveLimit::new().initial(4).window(service * 5))
         .critical_share(0.0)
         .build()
         .unwrap();
@@ -371,9 +372,19 @@ async fn adaptive_run(workers: usize, service: Duration, length: Duration) -> [P
         ServiceBuilder::new()
             .layer(shed.clone())
             .layer(TimeoutLayer::new(service * 5).unwrap().ignore_inbound())
-            .service(backend)
+            .service(simulated(pool, service))
             .map_response(|r| r.map(|_| ())),
     );
+    (shed, svc)
+}
+
+/// An adaptive shedder over `workers` workers taking `service` each, offered four times the
+/// first capacity, through three phases of `length`: full capacity, half (the other half
+/// busy elsewhere), full again. The timeout (5 × `service`) is inside the shedder.
+async fn adaptive_run(workers: usize, service: Duration, length: Duration) -> [Phase; 3] {
+    let pool = Arc::new(tokio::sync::Semaphore::new(workers));
+    let window = service * 5;
+    let (shed, svc) = adaptive_stack(Arc::clone(&pool), service);
     let mut phases: [Phase; 3] = Default::default();
     let mut held_back = None;
     for (i, phase) in phases.iter_mut().enumerate() {
@@ -462,25 +473,9 @@ async fn the_adaptive_limit_finds_the_capacity_follows_it_down_and_back_up() {
 
 #[tokio::test(start_paused = true)]
 async fn after_a_quiet_spell_a_burst_gets_the_capacity_back_within_a_few_windows() {
-    use tower_rampart::load_shed::AdaptiveLimit;
-
     let (workers, service) = (8usize, Duration::from_millis(20));
     let window = service * 5;
-    let shed = LoadShedLayer::builder()
-        .adaptive(AdaptiveLimit::new().initial(4).window(window))
-        .critical_share(0.0)
-        .build()
-        .unwrap();
-    let svc = tower::util::BoxCloneSyncService::new(
-        ServiceBuilder::new()
-            .layer(shed.clone())
-            .layer(TimeoutLayer::new(service * 5).unwrap().ignore_inbound())
-            .service(simulated(
-                Arc::new(tokio::sync::Semaphore::new(workers)),
-                service,
-            ))
-            .map_response(|r| r.map(|_| ())),
-    );
+    let (shed, svc) = adaptive_stack(Arc::new(tokio::sync::Semaphore::new(workers)), service);
     // Offers `per_tick` calls every `tick` for `length`; returns the limit at the end of
     // each window.
     let offer = |per_tick: usize, tick: Duration, length: Duration| {
