@@ -17,6 +17,8 @@ use tower_rampart::load_shed::{HeaderPriority, LoadShedLayer, Priority};
 use tower_rampart::timeout::TimeoutLayer;
 use tower_rampart::{Rejection, ServiceBuilderExt};
 
+mod support;
+
 fn ok() -> Response<http_body_util::Full<Bytes>> {
     Response::new(http_body_util::Full::new(Bytes::from_static(b"done")))
 }
@@ -773,4 +775,53 @@ async fn a_grpc_status_in_the_trailers_counts_for_the_adaptive_limit() {
             shed.limit()
         );
     }
+}
+
+#[test]
+fn admitted_calls_and_closing_windows_make_no_heap_allocation() {
+    use tower_rampart::load_shed::AdaptiveLimit;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let handler = service_fn(|_: Request<()>| std::future::ready(Ok::<_, Infallible>(ok())));
+    let fixed = LoadShedLayer::builder().max_in_flight(8).build().unwrap();
+    let adaptive = LoadShedLayer::builder()
+        .adaptive(
+            AdaptiveLimit::new()
+                .initial(8)
+                .window(Duration::from_millis(1)),
+        )
+        .build()
+        .unwrap();
+    let mut fixed = fixed.layer(handler);
+    let mut adaptive_svc = adaptive.layer(handler);
+    // Calls each service `n` times, reading each answer to its end.
+    let mut run = |n: u32| {
+        for _ in 0..n {
+            let response = support::ready_now(fixed.call(Request::new(()))).unwrap();
+            let mut body = response.into_body();
+            while support::ready_now(body.frame()).is_some() {}
+            let response = support::ready_now(adaptive_svc.call(Request::new(()))).unwrap();
+            let mut body = response.into_body();
+            while support::ready_now(body.frame()).is_some() {}
+        }
+    };
+    run(64); // first uses: thread-locals, the runtime's own state
+    // Between batches of 32, time moves on 1 ms (outside the count: the runtime's own
+    // timer work), so the adaptive limit closes a window in every batch.
+    let mut allocations = 0;
+    for _ in 0..32 {
+        allocations += support::alloc::count(|| run(32)).1;
+        runtime.block_on(tokio::time::advance(Duration::from_millis(1)));
+    }
+    assert_eq!(allocations, 0);
+    assert_eq!(
+        adaptive.limit(),
+        2,
+        "windows closed during the count (twice the one call in flight)"
+    );
 }

@@ -293,11 +293,9 @@ impl Histogram {
 
     /// Empties the histogram; returns (samples, p50, p90).
     pub(crate) fn drain(&self) -> (u64, u64, u64) {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.swap(0, Ordering::Relaxed))
-            .collect();
+        // On the stack: closing a window allocates nothing either.
+        let counts: [u64; Self::BUCKETS] =
+            std::array::from_fn(|i| self.buckets[i].swap(0, Ordering::Relaxed));
         let total: u64 = counts.iter().sum();
         let quantile = |q: f64| {
             let rank = ((total as f64) * q).ceil().max(1.0) as u64;
@@ -351,6 +349,8 @@ pub(crate) struct Controller {
     /// Whether the last window showed overload: episodes are logged at INFO.
     in_overload: crate::sync::AtomicBool,
     epoch: tokio::time::Instant,
+    /// Where each closed window's figures go.
+    pub(crate) gauges: crate::metrics::LoadShedWindow,
 }
 
 /// Calls a window needs, besides its time, before the limit moves.
@@ -360,8 +360,9 @@ const MIN_CALLS: u64 = 16;
 const CHECK_EVERY: u64 = 8;
 
 impl Controller {
-    pub(crate) fn new(config: AdaptiveLimit) -> Self {
+    pub(crate) fn new(config: AdaptiveLimit, name: &'static str) -> Self {
         Self {
+            gauges: crate::metrics::LoadShedWindow::new(name),
             latencies: Histogram::new(),
             overloads: AtomicU64::new(0),
             completed: AtomicU64::new(0),

@@ -195,13 +195,14 @@ fn window_closed(gate: &Gate, closed: super::adaptive::Closed) {
     let before = gate.limit();
     gate.set_limit(closed.limit);
     let window = closed.window;
-    crate::metrics::load_shed_window(
-        gate.name,
-        closed.limit,
-        window.max_in_flight,
-        window.p90,
-        closed.state.baseline,
-    );
+    if let Some(controller) = &gate.controller {
+        controller.gauges.set(
+            closed.limit,
+            window.max_in_flight,
+            window.p90,
+            closed.state.baseline,
+        );
+    }
     if closed.limit != before {
         tracing::debug!(
             load_shed.name = gate.name,

@@ -355,7 +355,9 @@ impl<Pr, M: Mode> LoadShedBuilder<Pr, M> {
             permille(self.critical_share),
             permille(self.sheddable_share),
         );
-        gate.controller = self.adaptive.map(Controller::new);
+        gate.controller = self
+            .adaptive
+            .map(|adaptive| Controller::new(adaptive, self.name));
         gate.name = self.name;
         Ok(LoadShedLayer {
             gate: Arc::new(gate),

@@ -285,19 +285,34 @@ mod enabled {
         }
     }
 
+    /// What an adaptive load shedder's windows measured, registered once when it is built:
+    /// closing a window then sets four gauges and allocates nothing.
     #[cfg(feature = "load-shed")]
-    pub(crate) fn load_shed_window(
-        name: &'static str,
-        limit: u64,
-        in_flight: u64,
-        p90_nanos: u64,
-        baseline_nanos: f64,
-    ) {
-        gauge!("rampart_load_shed_limit", "name" => name).set(limit as f64);
-        gauge!("rampart_load_shed_in_flight_max", "name" => name).set(in_flight as f64);
-        gauge!("rampart_load_shed_latency_p90_seconds", "name" => name).set(p90_nanos as f64 / 1e9);
-        gauge!("rampart_load_shed_latency_baseline_seconds", "name" => name)
-            .set(baseline_nanos / 1e9);
+    #[derive(Debug)]
+    pub(crate) struct LoadShedWindow {
+        limit: Gauge,
+        in_flight: Gauge,
+        p90: Gauge,
+        baseline: Gauge,
+    }
+
+    #[cfg(feature = "load-shed")]
+    impl LoadShedWindow {
+        pub(crate) fn new(name: &'static str) -> Self {
+            Self {
+                limit: gauge!("rampart_load_shed_limit", "name" => name),
+                in_flight: gauge!("rampart_load_shed_in_flight_max", "name" => name),
+                p90: gauge!("rampart_load_shed_latency_p90_seconds", "name" => name),
+                baseline: gauge!("rampart_load_shed_latency_baseline_seconds", "name" => name),
+            }
+        }
+
+        pub(crate) fn set(&self, limit: u64, in_flight: u64, p90_nanos: u64, baseline_nanos: f64) {
+            self.limit.set(limit as f64);
+            self.in_flight.set(in_flight as f64);
+            self.p90.set(p90_nanos as f64 / 1e9);
+            self.baseline.set(baseline_nanos / 1e9);
+        }
     }
 
     /// A shared limiter's decisions by source and outcome.
@@ -387,9 +402,9 @@ mod disabled {
     #[cfg(feature = "fan-out")]
     #[inline(always)]
     pub(crate) fn fan_out_failed(_: &'static str) {}
-    #[cfg(feature = "load-shed")]
-    #[inline(always)]
-    pub(crate) fn load_shed_window(_: &'static str, _: u64, _: u64, _: u64, _: f64) {}
+    noop!(#[cfg(feature = "load-shed")] LoadShedWindow (&'static str) {
+        set(u64, u64, u64, f64)
+    });
     noop!(#[cfg(feature = "load-shed")] LoadShed (&'static str) {
         shed(crate::load_shed::Priority), too_late(crate::load_shed::Priority)
     });
