@@ -779,6 +779,7 @@ async fn a_grpc_status_in_the_trailers_counts_for_the_adaptive_limit() {
 
 #[test]
 fn admitted_calls_and_closing_windows_make_no_heap_allocation() {
+    // The fixed limit, the adaptive one, and the client-side throttle.
     use tower_rampart::load_shed::AdaptiveLimit;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -799,6 +800,10 @@ fn admitted_calls_and_closing_windows_make_no_heap_allocation() {
         .unwrap();
     let mut fixed = fixed.layer(handler);
     let mut adaptive_svc = adaptive.layer(handler);
+    let mut throttled = tower_rampart::load_shed::AdaptiveThrottleLayer::builder()
+        .build()
+        .unwrap()
+        .layer(handler);
     // Calls each service `n` times, reading each answer to its end.
     let mut run = |n: u32| {
         for _ in 0..n {
@@ -806,6 +811,9 @@ fn admitted_calls_and_closing_windows_make_no_heap_allocation() {
             let mut body = response.into_body();
             while support::ready_now(body.frame()).is_some() {}
             let response = support::ready_now(adaptive_svc.call(Request::new(()))).unwrap();
+            let mut body = response.into_body();
+            while support::ready_now(body.frame()).is_some() {}
+            let response = support::ready_now(throttled.call(Request::new(()))).unwrap();
             let mut body = response.into_body();
             while support::ready_now(body.frame()).is_some() {}
         }
