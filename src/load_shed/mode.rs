@@ -62,7 +62,7 @@ pub(crate) mod private {
         /// nearer than that (it would only time out).
         fn too_late(gate: &Gate) -> Option<(Duration, Duration)>;
 
-        /// Notes a call admitted with `in_flight` now in flight.
+        /// Notes an admitted call: what is in flight now, and when and what it started.
         fn start<B>(gate: &Gate, req: &http::Request<B>) -> Self::Start;
 
         /// Judges an answered call, or defers it to the end of the body.
