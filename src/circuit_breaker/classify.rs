@@ -219,6 +219,7 @@ impl Default for HttpClassifier {
 impl<B> Classify<http::Response<B>> for HttpClassifier {
     type Response = http::Response<ClassifiedBody<B>>;
 
+    #[inline]
     fn classify(&self, result: &Result<http::Response<B>, BoxError>) -> Option<Outcome> {
         // The breaker does not see the request: a gRPC answer is told by its content type.
         // Trailers-Only carries its status in the headers, any other in the trailers.
@@ -228,14 +229,14 @@ impl<B> Classify<http::Response<B>> for HttpClassifier {
         Answer::of_result(result, grpc).map(|answer| self.outcome(answer))
     }
 
+    #[inline]
     fn respond(
         &self,
         result: Result<http::Response<B>, BoxError>,
         later: Option<Pending>,
     ) -> Result<Self::Response, BoxError> {
-        let (parts, body) = result?.into_parts();
-        let body = ClassifiedBody::new(body, later.map(|call| (call, *self)));
-        Ok(http::Response::from_parts(parts, body))
+        let pending = later.map(|call| (call, *self));
+        result.map(|response| response.map(|body| ClassifiedBody::new(body, pending)))
     }
 }
 
