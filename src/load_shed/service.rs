@@ -148,7 +148,7 @@ impl LoadShedLayer {
     /// See [`LoadShedLayer`] for an example.
     pub fn builder() -> LoadShedBuilder {
         LoadShedBuilder {
-            max_in_flight: 64,
+            max_in_flight: None,
             critical_share: 0.1,
             sheddable_share: 0.5,
             retry_after: Duration::from_secs(1),
@@ -185,7 +185,8 @@ impl<Pr, M> LoadShedLayer<Pr, M> {
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct LoadShedBuilder<Pr = AllNormal, M = Fixed> {
-    max_in_flight: u64,
+    /// `None`: the default, 64.
+    max_in_flight: Option<u64>,
     critical_share: f64,
     sheddable_share: f64,
     retry_after: Duration,
@@ -195,9 +196,11 @@ pub struct LoadShedBuilder<Pr = AllNormal, M = Fixed> {
     mode: M,
 }
 
-impl<Pr, M: Mode> LoadShedBuilder<Pr, M> {
+impl<Pr> LoadShedBuilder<Pr, Fixed> {
     /// Moves the limit with the load instead of fixing it: see [`AdaptiveLimit`] for the
-    /// rule. `max_in_flight` is then ignored; the limit starts at `AdaptiveLimit::initial`.
+    /// rule. The limit starts at `AdaptiveLimit::initial` and moves between its `min` and
+    /// `max`; [`max_in_flight`](Self::max_in_flight) does not apply (setting both is a
+    /// [`ConfigError`] at `build()`).
     ///
     /// Put timeouts inside the shedder (between it and the handler): a call an outer layer
     /// gives up on is dropped, and a dropped call says nothing, like a client that went away.
@@ -231,10 +234,12 @@ impl<Pr, M: Mode> LoadShedBuilder<Pr, M> {
     ///
     /// See [`LoadShedLayer`] for an example.
     pub fn max_in_flight(mut self, limit: u64) -> Self {
-        self.max_in_flight = limit;
+        self.max_in_flight = Some(limit);
         self
     }
+}
 
+impl<Pr, M: Mode> LoadShedBuilder<Pr, M> {
     /// The share of the limit only critical requests may use (0 to 0.9). Default: 0.1.
     ///
     /// ```
@@ -323,16 +328,30 @@ impl<Pr, M: Mode> LoadShedBuilder<Pr, M> {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] for a limit of 0, shares out of range, or a zero `retry_after`.
+    /// A [`ConfigError`] for a limit of 0, shares out of range, a zero `retry_after`, an
+    /// [`AdaptiveLimit`] out of range, or both a `max_in_flight` and an adaptive limit.
     ///
     /// ```
-    /// # use tower_rampart::load_shed::LoadShedLayer;
+    /// use tower_rampart::load_shed::{AdaptiveLimit, LoadShedLayer};
+    ///
     /// assert_eq!(LoadShedLayer::builder().max_in_flight(0).build().unwrap_err().field(), "max_in_flight");
+    /// let both = LoadShedLayer::builder().max_in_flight(64).adaptive(AdaptiveLimit::new());
+    /// assert_eq!(both.build().unwrap_err().field(), "max_in_flight");
     /// ```
     pub fn build(self) -> Result<LoadShedLayer<Pr, M>, ConfigError> {
-        if self.max_in_flight == 0 {
-            return Err(ConfigError::new("max_in_flight", "must be at least 1"));
-        }
+        let limit = match (&self.adaptive, self.max_in_flight) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "max_in_flight",
+                    "an adaptive limit moves between AdaptiveLimit::min and max: set those",
+                ));
+            }
+            (Some(adaptive), None) => adaptive.initial,
+            (None, Some(0)) => {
+                return Err(ConfigError::new("max_in_flight", "must be at least 1"));
+            }
+            (None, limit) => limit.unwrap_or(64),
+        };
         if !(0.0..=0.9).contains(&self.critical_share) {
             return Err(ConfigError::new("critical_share", "must be 0 to 0.9"));
         }
@@ -349,7 +368,6 @@ impl<Pr, M: Mode> LoadShedBuilder<Pr, M> {
             adaptive.validate()?;
         }
         let permille = |share: f64| (share * 1_000.0).round() as u64;
-        let limit = self.adaptive.map_or(self.max_in_flight, |a| a.initial);
         let mut gate = Gate::new(
             limit,
             permille(self.critical_share),
