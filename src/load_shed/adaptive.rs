@@ -13,7 +13,8 @@ use crate::sync::{AtomicU64, Ordering};
 /// showed overload (they timed out, or the service below refused them: 429, 503, 504, gRPC
 /// `RESOURCE_EXHAUSTED`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, read from the headers or, for a
 /// streamed gRPC answer, from its trailers when its body ends), and the most calls that were
-/// in flight at once. Client cancellations and other 4xx say nothing and are not counted.
+/// in flight at once. Client cancellations, other 4xx and other 5xx (a handler's own
+/// failure, not load) say nothing and are not counted.
 /// Statuses and gRPC codes are read through the same table as the circuit breaker's
 /// `HttpClassifier`, each to its own end.
 /// Then, with `L` the limit:
