@@ -429,18 +429,20 @@ where
     }
 }
 
-/// Whether the service accepted the call: anything but a refusal.
+/// Whether the service accepted the call: anything but a refusal, read through the table
+/// the breaker and the load shedder use. A gRPC answer whose status comes in the trailers
+/// was accepted: refusals are answered Trailers-Only.
 fn accepted<B>(response: &http::Response<B>) -> bool {
-    let status = response.status().as_u16();
-    if matches!(status, 429 | 503) {
-        return false;
-    }
-    !(status == 200
-        && crate::grpc::is_grpc(response.headers())
-        && matches!(
-            response.headers().get("grpc-status").map(|v| v.as_bytes()),
-            Some(b"8" | b"14")
-        ))
+    let grpc =
+        response.status() == http::StatusCode::OK && crate::grpc::is_grpc(response.headers());
+    !matches!(
+        crate::answer::Answer::of_response(response, grpc),
+        Some(
+            crate::answer::Answer::TooManyRequests
+                | crate::answer::Answer::ResourceExhausted
+                | crate::answer::Answer::Unavailable
+        )
+    )
 }
 
 #[cfg(all(test, not(tower_rampart_loom)))]
@@ -458,6 +460,36 @@ mod tests {
         );
         assert!((throttle.probability(100, 25) - 50.0 / 101.0).abs() < 1e-9);
         assert_eq!(throttle.probability(1_000, 0), 0.9, "capped");
+    }
+
+    #[test]
+    fn only_refusals_are_not_accepts() {
+        let http =
+            |status: u16| accepted(&http::Response::builder().status(status).body(()).unwrap());
+        assert_eq!(
+            [200, 404, 500, 504, 429, 503].map(http),
+            [true, true, true, true, false, false],
+            "a failure was still accepted; only refusals were not"
+        );
+        let grpc = |status: Option<&str>| {
+            let mut answer = http::Response::builder().header("content-type", "application/grpc");
+            if let Some(status) = status {
+                answer = answer.header("grpc-status", status);
+            }
+            accepted(&answer.body(()).unwrap())
+        };
+        assert_eq!(
+            [
+                Some("0"),
+                Some("5"),
+                Some("13"),
+                None,
+                Some("8"),
+                Some("14")
+            ]
+            .map(grpc),
+            [true, true, true, true, false, false]
+        );
     }
 
     #[test]
