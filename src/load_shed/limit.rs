@@ -55,24 +55,28 @@ impl Priority {
 }
 
 /// Requests in flight and the limit they are held to, with what moves the limit.
+///
+/// In declared order (`repr(C)`): what every call touches comes first, next to the `Arc`'s
+/// counts, so that threads sharing the limit contend on one cache line, not two.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Gate {
     in_flight: AtomicU64,
-    limit: AtomicU64,
     /// The cap of each priority (sheddable, normal, critical), worked out when the limit is
     /// set: a request's admission reads one of them, never divides.
     caps: [AtomicU64; 3],
-    /// The adaptive limit's measurements, when the limit adapts.
-    pub(crate) controller: Option<super::adaptive::Controller>,
-    /// The layer's name, for events.
-    pub(crate) name: &'static str,
     /// Calls waiting for a slot (a waiting shedder's queue), and how they are woken.
     pub(crate) waiters: AtomicU64,
+    limit: AtomicU64,
     pub(crate) freed: std::sync::Arc<tokio::sync::Notify>,
+    /// The layer's name, for events.
+    pub(crate) name: &'static str,
     /// Share of the limit only critical requests may use, in thousandths.
     critical_permille: u64,
     /// Share of what normal requests may use that sheddable ones may, in thousandths.
     sheddable_permille: u64,
+    /// The adaptive limit's measurements, when the limit adapts.
+    pub(crate) controller: Option<super::adaptive::Controller>,
 }
 
 impl Gate {
