@@ -45,6 +45,15 @@ impl Answer {
         Some(Self::of_status(status))
     }
 
+    /// An HTTP answer to a request this layer did not see: a gRPC answer is told by its
+    /// content type (HTTP 200 with `application/grpc*`).
+    #[inline(always)]
+    pub(crate) fn of_response_alone<B>(response: &http::Response<B>) -> Option<Self> {
+        let grpc =
+            response.status() == http::StatusCode::OK && crate::grpc::is_grpc(response.headers());
+        Self::of_response(response, grpc)
+    }
+
     /// An HTTP status.
     #[inline(always)]
     pub(crate) fn of_status(status: http::StatusCode) -> Self {
@@ -79,18 +88,6 @@ impl Answer {
             Some(Rejection::TimedOut(_)) => Self::TimedOut,
             Some(rejection) if rejection.is_refusal() => Self::Refused,
             _ => Self::Failed,
-        }
-    }
-
-    /// A call's result.
-    #[inline(always)]
-    pub(crate) fn of_result<B>(
-        result: &Result<http::Response<B>, BoxError>,
-        grpc: bool,
-    ) -> Option<Self> {
-        match result {
-            Ok(response) => Self::of_response(response, grpc),
-            Err(error) => Some(Self::of_error(error)),
         }
     }
 }

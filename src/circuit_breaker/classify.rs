@@ -221,12 +221,13 @@ impl<B> Classify<http::Response<B>> for HttpClassifier {
 
     #[inline]
     fn classify(&self, result: &Result<http::Response<B>, BoxError>) -> Option<Outcome> {
-        // The breaker does not see the request: a gRPC answer is told by its content type.
-        // Trailers-Only carries its status in the headers, any other in the trailers.
-        let grpc = result.as_ref().is_ok_and(|response| {
-            response.status() == http::StatusCode::OK && crate::grpc::is_grpc(response.headers())
-        });
-        Answer::of_result(result, grpc).map(|answer| self.outcome(answer))
+        // The breaker does not see the request. Trailers-Only carries a gRPC status in the
+        // headers, any other answer in the trailers (`None` here).
+        let answer = match result {
+            Ok(response) => Answer::of_response_alone(response),
+            Err(error) => Some(Answer::of_error(error)),
+        };
+        answer.map(|answer| self.outcome(answer))
     }
 
     #[inline]

@@ -137,12 +137,14 @@ pub(crate) mod private {
             start: Timing,
             result: &Result<http::Response<B>, BoxError>,
         ) -> Option<tokio::time::Instant> {
-            let end = tokio::time::Instant::now();
-            let latency = crate::clock::duration_nanos(end.saturating_duration_since(start.at));
             // A gRPC answer without its status in the headers is judged at its trailers.
-            match Answer::of_result(result, start.grpc) {
+            let answer = match result {
+                Ok(response) => Answer::of_response(response, start.grpc),
+                Err(error) => Some(Answer::of_error(error)),
+            };
+            match answer {
                 Some(answer) => {
-                    adapt(gate, signal(answer, latency), end);
+                    ended(gate, answer, start.at);
                     None
                 }
                 None => Some(start.at),
@@ -168,21 +170,21 @@ pub(crate) mod private {
                 Some(Err(_)) | None => None,
             };
             *deferred = None;
-            let end = tokio::time::Instant::now();
-            let latency = crate::clock::duration_nanos(end.saturating_duration_since(start));
-            adapt(gate, signal(Answer::of_grpc(code), latency), end);
+            ended(gate, Answer::of_grpc(code), start);
         }
     }
 }
 
-/// Reports a completed call of an adaptive shedder, and moves the limit when it closes a
-/// window.
+/// Reports the end of an adaptive shedder's call admitted at `start`, with its answer (the
+/// clock's second and last read for the call), and moves the limit when it closes a window.
 #[inline]
-fn adapt(gate: &Gate, signal: Signal, end: tokio::time::Instant) {
+fn ended(gate: &Gate, answer: Answer, start: tokio::time::Instant) {
+    let end = tokio::time::Instant::now();
+    let latency = crate::clock::duration_nanos(end.saturating_duration_since(start));
     if let Some(closed) = gate
         .controller
         .as_ref()
-        .and_then(|controller| controller.complete(signal, end))
+        .and_then(|controller| controller.complete(signal(answer, latency), end))
     {
         window_closed(gate, closed);
     }

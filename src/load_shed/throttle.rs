@@ -433,10 +433,8 @@ where
 /// the breaker and the load shedder use. A gRPC answer whose status comes in the trailers
 /// was accepted: refusals are answered Trailers-Only.
 fn accepted<B>(response: &http::Response<B>) -> bool {
-    let grpc =
-        response.status() == http::StatusCode::OK && crate::grpc::is_grpc(response.headers());
     !matches!(
-        crate::answer::Answer::of_response(response, grpc),
+        crate::answer::Answer::of_response_alone(response),
         Some(
             crate::answer::Answer::TooManyRequests
                 | crate::answer::Answer::ResourceExhausted
